@@ -1,0 +1,221 @@
+"""The cluster service: cache lookup, single-flight, TTL by status, negative caching, stale-if-error.
+
+Resolvers ask this service for clusters, never the PCS client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import orjson
+
+from gateway.cache import CacheStats, CacheStore
+from gateway.config import Settings
+from gateway.pcs import errors
+from gateway.pcs.client import FetchedCluster, PcsClient
+from gateway.pcs.cluster import Cluster, parse_cluster
+from gateway.pcs.model import load_model
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the entry format changes, so a new release never reads old entries.
+KEY_VERSION = "v1"
+#: Longer than any name (41) or id PCS makes; the model's pattern alone has no upper bound.
+MAX_IDENTIFIER_LENGTH = 64
+
+
+class InvalidIdentifier(ValueError):
+    """An identifier the gateway rejects before calling PCS."""
+
+
+@cache
+def _identifier_pattern() -> re.Pattern[str]:
+    pattern = load_model().shape_for("ClusterIdentifier").metadata["pattern"]
+    return re.compile(pattern)
+
+
+def check_identifier(identifier: str) -> str:
+    """Return the identifier when PCS could accept it, else raise InvalidIdentifier."""
+    if not identifier or len(identifier) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidIdentifier(
+            f"A cluster identifier is 1 to {MAX_IDENTIFIER_LENGTH} characters long."
+        )
+    if _identifier_pattern().fullmatch(identifier) is None:
+        raise InvalidIdentifier(
+            "A cluster identifier is a cluster name (a letter, then 2 to 40 letters, digits "
+            "or hyphens) or a cluster id (pcs_ followed by letters and digits)."
+        )
+    return identifier
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAnswer:
+    """A cluster with the facts about its freshness."""
+
+    cluster: Cluster
+    fetched_at: float
+    fresh_until: float
+    stale: bool
+    request_id: str | None
+
+    def age_seconds(self, now: float | None = None) -> float:
+        """Seconds since PCS sent this value."""
+        return max(0.0, (time.time() if now is None else now) - self.fetched_at)
+
+    @property
+    def fetched_at_datetime(self) -> datetime:
+        """When PCS sent this value."""
+        return datetime.fromtimestamp(self.fetched_at, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    fetched_at: float
+    wire: dict[str, Any] | None
+    request_id: str | None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"t": self.fetched_at, "c": self.wire, "r": self.request_id})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _Entry | None:
+        try:
+            data = orjson.loads(raw)
+            return cls(fetched_at=float(data["t"]), wire=data["c"], request_id=data.get("r"))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+
+class ClusterService:
+    """Answers clusters from the cache or PCS, making at most one PCS call per identifier at once."""
+
+    def __init__(
+        self,
+        client: PcsClient,
+        store: CacheStore,
+        settings: Settings,
+        stats: CacheStats,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._settings = settings
+        self.stats = stats
+        self._clock = clock
+        self._flights: dict[str, asyncio.Task[ClusterAnswer]] = {}
+        self._prefix = f"pcsgw:{KEY_VERSION}:{client.endpoint}:"
+
+    def key(self, identifier: str) -> str:
+        """The cache key of an identifier: version, PCS endpoint and region, identifier."""
+        return self._prefix + identifier
+
+    def ttl(self, cluster: Cluster) -> float:
+        """Freshness by status: settled clusters change rarely, others soon."""
+        if cluster.settled:
+            return self._settings.cache_ttl_settled_seconds
+        return self._settings.cache_ttl_transitional_seconds
+
+    async def get(self, identifier: str, *, refresh: bool = False) -> ClusterAnswer:
+        """The cluster by name or id; raises InvalidIdentifier or a PcsError."""
+        check_identifier(identifier)
+        key = self.key(identifier)
+        if not refresh:
+            entry = await self._read(key)
+            if entry is not None:
+                answer = self._fresh_answer(identifier, entry)
+                if answer is not None:
+                    self.stats.hits += 1
+                    return answer
+        flight = self._flights.get(key)
+        if flight is None:
+            self.stats.misses += 1
+            flight = asyncio.create_task(self._fetch(identifier, key))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda _: self._flights.pop(key, None))
+        else:
+            self.stats.coalesced_waits += 1
+        # Shielded: a caller that gives up (deadline, disconnect) must not cancel the
+        # fetch others are waiting on; its answer still fills the cache.
+        return await asyncio.shield(flight)
+
+    def _fresh_answer(self, identifier: str, entry: _Entry) -> ClusterAnswer | None:
+        now = self._clock()
+        if entry.wire is None:
+            if now - entry.fetched_at < self._settings.cache_negative_ttl_seconds:
+                self.stats.negative_hits += 1
+                raise _not_found(identifier, entry.request_id)
+            return None
+        cluster = parse_cluster(entry.wire)
+        fresh_until = entry.fetched_at + self.ttl(cluster)
+        if now >= fresh_until:
+            return None
+        return ClusterAnswer(cluster, entry.fetched_at, fresh_until, False, entry.request_id)
+
+    async def _fetch(self, identifier: str, key: str) -> ClusterAnswer:
+        self.stats.upstream_calls += 1
+        try:
+            fetched = await self._client.get_cluster(identifier)
+        except errors.ResourceNotFound as exc:
+            await self._remember_missing(key, exc)
+            raise
+        except errors.PcsError as exc:
+            stale = await self._stale_answer(key, exc)
+            if stale is None:
+                raise
+            return stale
+        return await self._remember(identifier, fetched)
+
+    async def _remember(self, identifier: str, fetched: FetchedCluster) -> ClusterAnswer:
+        now = self._clock()
+        cluster = fetched.cluster
+        ttl = self.ttl(cluster)
+        entry = _Entry(fetched_at=now, wire=fetched.wire, request_id=fetched.request_id)
+        # Stored under name and id alike: whichever a caller uses next finds it.
+        keys = sorted({self.key(identifier), self.key(cluster.name), self.key(cluster.id)})
+        await self._store.set_many(
+            keys, entry.encode(), ttl=ttl + self._settings.cache_max_stale_seconds
+        )
+        return ClusterAnswer(cluster, now, now + ttl, False, fetched.request_id)
+
+    async def _remember_missing(self, key: str, exc: errors.ResourceNotFound) -> None:
+        entry = _Entry(fetched_at=self._clock(), wire=None, request_id=exc.request_id)
+        await self._store.set_many([key], entry.encode(), ttl=self._settings.cache_negative_ttl_seconds)
+
+    async def _stale_answer(self, key: str, exc: errors.PcsError) -> ClusterAnswer | None:
+        if not exc.serve_stale or self._settings.cache_max_stale_seconds <= 0:
+            return None
+        entry = await self._read(key)
+        if entry is None or entry.wire is None:
+            return None
+        now = self._clock()
+        if now - entry.fetched_at > self._settings.cache_max_stale_seconds:
+            return None
+        cluster = parse_cluster(entry.wire)
+        self.stats.stale_answers += 1
+        log.info("serving a stale value after %s", type(exc).__name__)
+        return ClusterAnswer(
+            cluster, entry.fetched_at, entry.fetched_at + self.ttl(cluster), True, entry.request_id
+        )
+
+    async def _read(self, key: str) -> _Entry | None:
+        raw = await self._store.get(key)
+        return None if raw is None else _Entry.decode(raw)
+
+
+def _not_found(identifier: str, request_id: str | None) -> errors.ResourceNotFound:
+    return errors.ResourceNotFound(
+        "No cluster with this identifier exists.",
+        aws_error_code="ResourceNotFoundException",
+        request_id=request_id,
+        resource_id=identifier,
+        resource_type="cluster",
+    )

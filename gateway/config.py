@@ -1,0 +1,107 @@
+"""The gateway's settings: one class, read from `PCS_GATEWAY_*` variables, validated at start."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PCS_GATEWAY_"
+
+
+class Environment(StrEnum):
+    """Deployment mode: development keeps the tools on, production locks them down."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway's own; AWS settings are read by the SDK itself."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    environment: Environment = Field(
+        Environment.DEVELOPMENT, description="development or production."
+    )
+    host: str = Field("127.0.0.1", description="Address `serve` listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `serve` listens on.")
+    demo: bool = Field(
+        False, description="Start the built-in PCS emulator and answer from it (no AWS account)."
+    )
+    graphiql: bool | None = Field(
+        None, description="Serve GraphiQL to browsers; default on in development, off in production."
+    )
+
+    cache_url: str = Field(
+        "memory://",
+        description="memory:// (in-process) or redis://[:password@]host:port/db, rediss:// for TLS.",
+    )
+    cache_max_entries: int = Field(
+        5000, ge=16, le=10_000_000, description="Entries the memory cache holds before LRU eviction."
+    )
+    cache_ttl_settled_seconds: Seconds = Field(
+        30.0, description="Freshness of clusters in a settled status (ACTIVE, SUSPENDED, *_FAILED)."
+    )
+    cache_ttl_transitional_seconds: Seconds = Field(
+        5.0, description="Freshness of clusters in transition (CREATING, UPDATING, DELETING, ...)."
+    )
+    cache_negative_ttl_seconds: Seconds = Field(
+        10.0, description="How long a not-found answer is remembered."
+    )
+    cache_max_stale_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = Field(
+        3600.0, description="Oldest value served, marked stale, when PCS fails; 0 turns it off."
+    )
+    cache_timeout_seconds: Seconds = Field(
+        0.25, description="Longest wait for one cache operation before going to PCS without it."
+    )
+
+    pcs_max_pool_connections: int = Field(
+        50, ge=1, le=1000, description="Connections the PCS client keeps open at most."
+    )
+    pcs_connect_timeout_seconds: Seconds = Field(2.0, description="Connect timeout for PCS calls.")
+    pcs_read_timeout_seconds: Seconds = Field(5.0, description="Read timeout for PCS calls.")
+    pcs_retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
+        "standard", description="botocore retry mode for throttling and 5xx answers."
+    )
+    pcs_max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts per PCS call, the first included."
+    )
+
+    max_batch_size: int = Field(
+        100, ge=1, le=10_000, description="Most identifiers one clusters(identifiers:) may ask for."
+    )
+
+    @field_validator("cache_url")
+    @classmethod
+    def _known_cache_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must start with memory://, redis:// or rediss://")
+        return value
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        """GraphiQL is on when asked for, else in development only."""
+        if self.graphiql is not None:
+            return self.graphiql
+        return self.environment is Environment.DEVELOPMENT
+
+
+class SettingsError(Exception):
+    """A setting with a bad value; its message is one line naming the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment, raising SettingsError with a one-line message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        # The bad value itself is left out: it may be a credential.
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {first['msg']}") from None

@@ -1,0 +1,119 @@
+"""The error contract: every GraphQL error leaves with `extensions.code`, PCS's members, no internals."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql.error import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types.execution import ExecutionResult
+
+from gateway.clusters import InvalidIdentifier
+from gateway.pcs import errors
+
+log = logging.getLogger("gateway.graphql")
+
+#: PCS (and local) causes to `extensions.code`; the README's error table is this dict.
+CODES: dict[type[Exception], str] = {
+    errors.ResourceNotFound: "NOT_FOUND",
+    errors.ValidationFailed: "BAD_USER_INPUT",
+    InvalidIdentifier: "BAD_USER_INPUT",
+    errors.Throttled: "THROTTLED",
+    errors.Conflict: "CONFLICT",
+    errors.AccessDenied: "FORBIDDEN",
+    errors.InternalServerError: "UPSTREAM_UNAVAILABLE",
+    errors.UpstreamUnavailable: "UPSTREAM_UNAVAILABLE",
+    errors.UnknownPcsError: "UPSTREAM_UNAVAILABLE",
+    errors.GatewayCredentialsError: "UPSTREAM_CREDENTIALS",
+}
+
+INTERNAL = "INTERNAL_SERVER_ERROR"
+INTERNAL_MESSAGE = "Unexpected error."
+
+
+class GatewayError(Exception):
+    """An error the gateway raises itself, with its own code and a message fit for clients."""
+
+    def __init__(self, message: str, code: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.extensions = extensions
+
+
+def code_of(exc: BaseException) -> str | None:
+    """The `extensions.code` for a known cause, None for an unexpected one."""
+    if isinstance(exc, GatewayError):
+        return exc.code
+    for cls in type(exc).__mro__:
+        code = CODES.get(cls)  # type: ignore[call-overload]
+        if code is not None:
+            return code
+    return None
+
+
+def to_contract(error: GraphQLError) -> GraphQLError:
+    """The error as clients see it: message, path, locations and extensions only."""
+    cause = error.original_error
+    if cause is None:
+        # Parsing and validation errors: their messages speak of the document only.
+        code = (error.extensions or {}).get("code") or (
+            "GRAPHQL_PARSE_FAILED" if error.message.startswith("Syntax Error") else "GRAPHQL_VALIDATION_FAILED"
+        )
+        return _rebuild(error, error.message, {**(error.extensions or {}), "code": code})
+    code = code_of(cause)
+    if code is None:
+        return _rebuild(error, INTERNAL_MESSAGE, {"code": INTERNAL})
+    extensions: dict[str, Any] = {"code": code}
+    if isinstance(cause, errors.PcsError):
+        extensions.update(cause.details())
+        message = cause.message
+    elif isinstance(cause, GatewayError):
+        extensions.update(cause.extensions)
+        message = str(cause)
+    else:
+        message = str(cause)
+    return _rebuild(error, message, extensions)
+
+
+def _rebuild(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
+
+
+def log_errors(errors_: list[GraphQLError]) -> None:
+    """Log each error once: unexpected ones with their stack trace, known ones in one line."""
+    for error in errors_:
+        cause = error.original_error
+        if cause is None:
+            continue
+        code = code_of(cause)
+        if code is None:
+            log.error("unexpected error at %s", error.path, exc_info=cause)
+        elif isinstance(cause, errors.PcsError):
+            log.info(
+                "upstream error at %s: %s %s (cause: %r)",
+                error.path,
+                code,
+                cause.aws_error_code or type(cause).__name__,
+                cause.__cause__,
+            )
+
+
+class ErrorContract(SchemaExtension):
+    """Rewrites every error of a result into the contract before it leaves the schema."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if isinstance(result, GraphQLExecutionResult | ExecutionResult) and result.errors:
+            result.errors = [to_contract(error) for error in result.errors]

@@ -1,0 +1,74 @@
+"""Resolvers: arguments in, cluster answers out, through the cluster service only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info
+
+from gateway.clusters import ClusterAnswer
+from gateway.graphql.context import GatewayContext
+from gateway.graphql.errors import GatewayError
+
+
+async def cluster(info: Info[GatewayContext, None], identifier: str, refresh: bool) -> ClusterAnswer:
+    """One cluster by name or id."""
+    context = info.context
+    if refresh:
+        context.volatile = True
+        answer = await context.service.get(identifier, refresh=True)
+    else:
+        answer = await _loader(context).load(identifier)
+    _note_stale(info, answer)
+    return answer
+
+
+def clusters(
+    info: Info[GatewayContext, None], identifiers: list[str]
+) -> list[Awaitable[ClusterAnswer | None]]:
+    """Clusters in the order asked; a failing identifier gives null with its own error."""
+    context = info.context
+    limit = context.settings.max_batch_size
+    if len(identifiers) > limit:
+        raise GatewayError(
+            f"A batch may ask for at most {limit} clusters.", "BAD_USER_INPUT", limit=limit
+        )
+    loader = _loader(context)
+    return [_one(info, loader, identifier, index) for index, identifier in enumerate(identifiers)]
+
+
+async def _one(
+    info: Info[GatewayContext, None],
+    loader: DataLoader[str, ClusterAnswer],
+    identifier: str,
+    index: int,
+) -> ClusterAnswer | None:
+    answer = await loader.load(identifier)
+    _note_stale(info, answer, index)
+    return answer
+
+
+def _loader(context: GatewayContext) -> DataLoader[str, ClusterAnswer]:
+    if context.loader is None:
+        service = context.service
+
+        async def load(identifiers: list[str]) -> list[ClusterAnswer | BaseException]:
+            return await asyncio.gather(
+                *(service.get(identifier) for identifier in identifiers), return_exceptions=True
+            )
+
+        context.loader = DataLoader(load_fn=load)  # type: ignore[arg-type]
+    return context.loader
+
+
+def _note_stale(info: Info[GatewayContext, None], answer: ClusterAnswer, index: int | None = None) -> None:
+    if not answer.stale:
+        return
+    path: list[Any] = list(info.path.as_list())
+    if index is not None:
+        path.append(index)
+    info.context.volatile = True
+    info.context.stale.append({"path": path, "ageSeconds": round(answer.age_seconds(), 3)})

@@ -1,0 +1,96 @@
+"""The schema: the Query type, and the extensions every operation passes through."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.types import ExecutionContext, Info
+
+from gateway.graphql import resolvers
+from gateway.graphql.context import GatewayContext
+from gateway.graphql.errors import ErrorContract, log_errors
+from gateway.graphql.types import Cluster
+
+
+@strawberry.type(description="Read AWS PCS clusters.")
+class Query:
+    @strawberry.field(
+        description=(
+            "One cluster by name or id. Null, with an error on this path, when the cluster "
+            "does not exist or PCS fails."
+        )
+    )
+    async def cluster(
+        self,
+        info: Info[GatewayContext, None],
+        identifier: Annotated[
+            str, strawberry.argument(description="The cluster's name or its id (pcs_...).")
+        ],
+        refresh: Annotated[
+            bool,
+            strawberry.argument(
+                description=(
+                    "Ask PCS again instead of answering from the cache. Concurrent refreshes "
+                    "of one cluster still make one PCS call."
+                )
+            ),
+        ] = False,
+    ) -> Cluster | None:
+        return await resolvers.cluster(info, identifier, refresh)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description=(
+            "Several clusters by name or id, in the order asked; duplicates are looked up once. "
+            "A failing identifier gives null at its index and an error with that index in its path."
+        )
+    )
+    def clusters(
+        self,
+        info: Info[GatewayContext, None],
+        identifiers: Annotated[
+            list[str],
+            strawberry.argument(description="Names or ids; at most the gateway's batch limit."),
+        ],
+    ) -> list[Cluster | None]:
+        return resolvers.clusters(info, identifiers)  # type: ignore[return-value]
+
+
+class StaleReport(SchemaExtension):
+    """Lists the clusters answered stale in the response's `extensions.stale`."""
+
+    def get_results(self) -> dict[str, Any]:
+        context = self.execution_context.context
+        stale = getattr(context, "stale", None)
+        return {"stale": stale} if stale else {}
+
+
+class GatewaySchema(strawberry.Schema):
+    """The schema, logging each error once on the server side."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_errors(errors)
+
+
+def build_schema(extensions: list[SchemaExtension | type[SchemaExtension]] | None = None) -> GatewaySchema:
+    """The schema with the gateway's extensions; `extensions` are added before the error contract."""
+    return GatewaySchema(
+        query=Query,
+        extensions=[
+            ParserCache(maxsize=1000),
+            ValidationCache(maxsize=1000),
+            *(extensions or []),
+            StaleReport,
+            ErrorContract,
+        ],
+    )
+
+
+def export_sdl() -> str:
+    """The schema in SDL, as schema/schema.graphql holds it."""
+    return build_schema().as_str() + "\n"
+

@@ -1,0 +1,159 @@
+"""The PCS client: one long-lived aioboto3 client, typed answers and typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aioboto3
+import aiohttp
+from aiobotocore.session import AioSession
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
+from gateway.config import Settings
+from gateway.pcs import errors
+from gateway.pcs.cluster import Cluster, parse_cluster
+from gateway.pcs.model import DATA_PATH, SERVICE_NAME
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedCluster:
+    """A GetCluster answer: the cluster, its JSON form for caches, and the AWS request id."""
+
+    cluster: Cluster
+    wire: dict[str, Any]
+    request_id: str | None
+
+
+def make_session() -> aioboto3.Session:
+    """An aioboto3 session whose botocore reads the shipped (newest) PCS model."""
+    botocore_session = AioSession()
+    botocore_session.set_config_variable("data_path", str(DATA_PATH))
+    return aioboto3.Session(botocore_session=botocore_session)
+
+
+class PcsClient:
+    """Calls PCS through one aioboto3 client and turns every failure into a PcsError."""
+
+    def __init__(self, client: Any, *, endpoint: str) -> None:
+        self._client = client
+        #: Where calls go: the endpoint URL and region; part of every cache key.
+        self.endpoint = endpoint
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: Settings, *, endpoint_url: str | None = None
+    ) -> AsyncIterator[PcsClient]:
+        """Make the client once for the process; close it when the block ends."""
+        session = make_session()
+        config = Config(
+            max_pool_connections=settings.pcs_max_pool_connections,
+            connect_timeout=settings.pcs_connect_timeout_seconds,
+            read_timeout=settings.pcs_read_timeout_seconds,
+            retries={"mode": settings.pcs_retry_mode, "total_max_attempts": settings.pcs_max_attempts},
+            user_agent_extra="pcs-gateway",
+        )
+        async with session.client(SERVICE_NAME, endpoint_url=endpoint_url, config=config) as client:
+            where = f"{client.meta.endpoint_url}|{client.meta.region_name}"
+            yield cls(client, endpoint=where)
+
+    async def get_cluster(self, identifier: str) -> FetchedCluster:
+        """GetCluster by name or id; raises a PcsError subclass on any failure."""
+        try:
+            answer = await self._client.get_cluster(clusterIdentifier=identifier)
+        except ClientError as exc:
+            raise _from_client_error(exc) from exc
+        except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError) as exc:
+            raise errors.GatewayCredentialsError(
+                "The gateway has no usable AWS credentials."
+            ) from exc
+        except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise errors.UpstreamUnavailable("PCS could not be reached.") from exc
+        metadata = answer.get("ResponseMetadata", {})
+        request_id = metadata.get("RequestId")
+        raw = answer.get("cluster")
+        if not isinstance(raw, Mapping):
+            raise errors.UpstreamUnavailable(
+                "PCS sent an answer the gateway could not read.", request_id=request_id
+            )
+        try:
+            cluster = parse_cluster(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise errors.UpstreamUnavailable(
+                "PCS sent an answer the gateway could not read.", request_id=request_id
+            ) from exc
+        return FetchedCluster(cluster=cluster, wire=_json_ready(raw), request_id=request_id)
+
+
+def _from_client_error(exc: ClientError) -> errors.PcsError:
+    response: Mapping[str, Any] = exc.response
+    error: Mapping[str, Any] = response.get("Error", {})
+    metadata: Mapping[str, Any] = response.get("ResponseMetadata", {})
+    code = str(error.get("Code") or "")
+    members = {
+        "aws_error_code": code or None,
+        "request_id": metadata.get("RequestId"),
+        "http_status": metadata.get("HTTPStatusCode"),
+        "resource_id": response.get("resourceId"),
+        "resource_type": response.get("resourceType"),
+        "retry_after_seconds": _int_or_none(response.get("retryAfterSeconds")),
+        "reason": response.get("reason"),
+        "field_list": [
+            {"name": str(f.get("name", "")), "message": str(f.get("message", ""))}
+            for f in response.get("fieldList") or ()
+        ],
+    }
+    known = errors.BY_SHAPE.get(code)
+    if known is not None:
+        return known(_MESSAGES[code], **members)
+    if code in errors.CREDENTIAL_ERROR_CODES:
+        return errors.GatewayCredentialsError(
+            "PCS did not accept the gateway's AWS credentials.", **members
+        )
+    status = members["http_status"]
+    if isinstance(status, int) and status >= 500:
+        return errors.UpstreamUnavailable("PCS failed to answer.", **members)
+    return errors.UnknownPcsError("PCS answered with an error the gateway does not know.", **members)
+
+
+# Messages are the gateway's own: PCS's text can echo input and is not meant for end users.
+_MESSAGES = {
+    "ResourceNotFoundException": "No cluster with this identifier exists.",
+    "ValidationException": "PCS rejected the request's input.",
+    "ThrottlingException": "PCS is throttling requests; retry later.",
+    "ConflictException": "The request conflicts with the cluster's current state.",
+    "AccessDeniedException": "The gateway is not allowed to read this cluster.",
+    "InternalServerException": "PCS failed to answer.",
+}
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return None if value is None else int(str(value))
+    except ValueError:
+        return None
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    return value
