@@ -20,7 +20,7 @@ from gateway import cache
 from gateway.cache import CacheStats, CacheStore
 from gateway.clusters import ClusterService
 from gateway.config import Settings
-from gateway.demo import running_emulator
+from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.schema import build_schema
 from gateway.pcs.client import PcsClient
@@ -60,7 +60,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             response=response,
         )
 
-    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+    def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
 
@@ -95,7 +95,7 @@ def create_app(settings: Settings) -> Starlette:
             if settings.demo:
                 endpoint_url = await stack.enter_async_context(running_emulator())
                 state.demo_endpoint = endpoint_url
-                credentials = {"aws_access_key_id": "demo", "aws_secret_access_key": "demo"}
+                credentials = DEMO_CREDENTIALS
             backend = cache.make_backend(settings, state.stats)
             store = CacheStore(backend, name=cache.describe(settings), stats=state.stats)
             stack.push_async_callback(store.close)
@@ -103,7 +103,7 @@ def create_app(settings: Settings) -> Starlette:
                 PcsClient.open(
                     settings,
                     endpoint_url=endpoint_url,
-                    region_name="us-east-1" if settings.demo else None,
+                    region_name=DEMO_REGION if settings.demo else None,
                     credentials=credentials,
                 )
             )

@@ -68,7 +68,12 @@ class BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
         return [await self._get(key) for key in keys]
 
     async def _set(
-        self, key: str, value: Any, ttl: float | None = None, _cas_token: Any = None, _conn: Any = None
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        _cas_token: Any = None,
+        _conn: Any = None,
     ) -> bool:
         expires = time.monotonic() + ttl if ttl else None
         self._entries[key] = (expires, value)
@@ -104,9 +109,7 @@ def make_backend(settings: Settings, stats: CacheStats) -> BaseCache:
     """The aiocache backend named by `cache_url`."""
     url = urlsplit(settings.cache_url)
     if url.scheme == "memory":
-        return BoundedMemoryCache(
-            max_entries=settings.cache_max_entries, stats=stats, timeout=None
-        )
+        return BoundedMemoryCache(max_entries=settings.cache_max_entries, stats=stats, timeout=None)
     query = parse_qs(url.query)
     pool_kwargs: dict[str, Any] = {"socket_timeout": settings.cache_timeout_seconds}
     if url.username:

@@ -1,4 +1,4 @@
-"""The cluster service: cache lookup, single-flight, TTL by status, negative caching, stale-if-error.
+"""The cluster service: cache, single-flight, TTL by status, negative caching, stale-if-error.
 
 Resolvers ask this service for clusters, never the PCS client.
 """
@@ -22,7 +22,7 @@ from gateway.config import Settings
 from gateway.pcs import errors
 from gateway.pcs.client import FetchedCluster, PcsClient
 from gateway.pcs.cluster import Cluster, parse_cluster
-from gateway.pcs.model import load_model
+from gateway.pcs.model import identifier_pattern
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,7 @@ class InvalidIdentifier(ValueError):
 
 @cache
 def _identifier_pattern() -> re.Pattern[str]:
-    pattern = load_model().shape_for("ClusterIdentifier").metadata["pattern"]
-    return re.compile(pattern)
+    return re.compile(identifier_pattern())
 
 
 def check_identifier(identifier: str) -> str:
@@ -95,7 +94,7 @@ class _Entry:
 
 
 class ClusterService:
-    """Answers clusters from the cache or PCS, making at most one PCS call per identifier at once."""
+    """Answers clusters from the cache or PCS, at most one PCS call per identifier at once."""
 
     def __init__(
         self,
@@ -188,7 +187,9 @@ class ClusterService:
 
     async def _remember_missing(self, key: str, exc: errors.ResourceNotFound) -> None:
         entry = _Entry(fetched_at=self._clock(), wire=None, request_id=exc.request_id)
-        await self._store.set_many([key], entry.encode(), ttl=self._settings.cache_negative_ttl_seconds)
+        await self._store.set_many(
+            [key], entry.encode(), ttl=self._settings.cache_negative_ttl_seconds
+        )
 
     async def _stale_answer(self, key: str, exc: errors.PcsError) -> ClusterAnswer | None:
         if not exc.serve_stale or self._settings.cache_max_stale_seconds <= 0:

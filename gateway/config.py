@@ -35,15 +35,19 @@ class Settings(BaseSettings):
         False, description="Start the built-in PCS emulator and answer from it (no AWS account)."
     )
     graphiql: bool | None = Field(
-        None, description="Serve GraphiQL to browsers; default on in development, off in production."
+        None,
+        description="Serve GraphiQL to browsers; default on in development, off in production.",
     )
 
     cache_url: str = Field(
         "memory://",
-        description="memory:// (in-process) or redis://[:password@]host:port/db, rediss:// for TLS.",
+        description="memory:// (in-process), redis://[:password@]host:port/db, or rediss:// (TLS).",
     )
     cache_max_entries: int = Field(
-        5000, ge=16, le=10_000_000, description="Entries the memory cache holds before LRU eviction."
+        5000,
+        ge=16,
+        le=10_000_000,
+        description="Entries the memory cache holds before LRU eviction.",
     )
     cache_ttl_settled_seconds: Seconds = Field(
         30.0, description="Freshness of clusters in a settled status (ACTIVE, SUSPENDED, *_FAILED)."

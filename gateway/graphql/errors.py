@@ -1,4 +1,4 @@
-"""The error contract: every GraphQL error leaves with `extensions.code`, PCS's members, no internals."""
+"""The error contract: every error leaves with `extensions.code` and no internals."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def code_of(exc: BaseException) -> str | None:
     if isinstance(exc, GatewayError):
         return exc.code
     for cls in type(exc).__mro__:
-        code = CODES.get(cls)  # type: ignore[call-overload]
+        code = CODES.get(cls)
         if code is not None:
             return code
     return None
@@ -60,7 +60,9 @@ def to_contract(error: GraphQLError) -> GraphQLError:
     if cause is None:
         # Parsing and validation errors: their messages speak of the document only.
         code = (error.extensions or {}).get("code") or (
-            "GRAPHQL_PARSE_FAILED" if error.message.startswith("Syntax Error") else "GRAPHQL_VALIDATION_FAILED"
+            "GRAPHQL_PARSE_FAILED"
+            if error.message.startswith("Syntax Error")
+            else "GRAPHQL_VALIDATION_FAILED"
         )
         return _rebuild(error, error.message, {**(error.extensions or {}), "code": code})
     code = code_of(cause)

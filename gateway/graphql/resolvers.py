@@ -14,7 +14,9 @@ from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
 
 
-async def cluster(info: Info[GatewayContext, None], identifier: str, refresh: bool) -> ClusterAnswer:
+async def cluster(
+    info: Info[GatewayContext, None], identifier: str, refresh: bool
+) -> ClusterAnswer:
     """One cluster by name or id."""
     context = info.context
     if refresh:
@@ -60,11 +62,13 @@ def _loader(context: GatewayContext) -> DataLoader[str, ClusterAnswer]:
                 *(service.get(identifier) for identifier in identifiers), return_exceptions=True
             )
 
-        context.loader = DataLoader(load_fn=load)  # type: ignore[arg-type]
+        context.loader = DataLoader(load_fn=load)
     return context.loader
 
 
-def _note_stale(info: Info[GatewayContext, None], answer: ClusterAnswer, index: int | None = None) -> None:
+def _note_stale(
+    info: Info[GatewayContext, None], answer: ClusterAnswer, index: int | None = None
+) -> None:
     if not answer.stale:
         return
     path: list[Any] = list(info.path.as_list())

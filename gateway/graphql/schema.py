@@ -76,21 +76,21 @@ class GatewaySchema(strawberry.Schema):
         log_errors(errors)
 
 
-def build_schema(extensions: list[SchemaExtension | type[SchemaExtension]] | None = None) -> GatewaySchema:
-    """The schema with the gateway's extensions; `extensions` are added before the error contract."""
-    return GatewaySchema(
-        query=Query,
-        extensions=[
-            ParserCache(maxsize=1000),
-            ValidationCache(maxsize=1000),
-            *(extensions or []),
-            StaleReport,
-            ErrorContract,
-        ],
-    )
+def build_schema(
+    extensions: list[SchemaExtension | type[SchemaExtension]] | None = None,
+) -> GatewaySchema:
+    """The schema with the gateway's extensions; `extensions` run before the error contract."""
+    # Instances, not classes: the caches live as long as the schema.
+    chain: list[Any] = [
+        ParserCache(maxsize=1000),
+        ValidationCache(maxsize=1000),
+        *(extensions or []),
+        StaleReport,
+        ErrorContract,
+    ]
+    return GatewaySchema(query=Query, extensions=chain)
 
 
 def export_sdl() -> str:
     """The schema in SDL, as schema/schema.graphql holds it."""
     return build_schema().as_str() + "\n"
-

@@ -49,9 +49,7 @@ class ClusterStatus(Enum):
     SUSPENDED = strawberry.enum_value(
         "SUSPENDED", description="The scheduler is suspended; no jobs run."
     )
-    RESUMING = strawberry.enum_value(
-        "RESUMING", description="PCS is resuming a suspended cluster."
-    )
+    RESUMING = strawberry.enum_value("RESUMING", description="PCS is resuming a suspended cluster.")
     UNKNOWN = strawberry.enum_value("UNKNOWN", description=UNKNOWN_DESCRIPTION)
 
 
@@ -65,15 +63,9 @@ class SchedulerType(Enum):
     description="Size class of the cluster's controller: how many nodes and jobs it manages."
 )
 class ClusterSize(Enum):
-    SMALL = strawberry.enum_value(
-        "SMALL", description="Up to 32 compute nodes and 256 jobs."
-    )
-    MEDIUM = strawberry.enum_value(
-        "MEDIUM", description="Up to 512 compute nodes and 8,192 jobs."
-    )
-    LARGE = strawberry.enum_value(
-        "LARGE", description="Up to 2,048 compute nodes and 16,384 jobs."
-    )
+    SMALL = strawberry.enum_value("SMALL", description="Up to 32 compute nodes and 256 jobs.")
+    MEDIUM = strawberry.enum_value("MEDIUM", description="Up to 512 compute nodes and 8,192 jobs.")
+    LARGE = strawberry.enum_value("LARGE", description="Up to 2,048 compute nodes and 16,384 jobs.")
     UNKNOWN = strawberry.enum_value("UNKNOWN", description=UNKNOWN_DESCRIPTION)
 
 

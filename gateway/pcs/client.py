@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -57,7 +56,12 @@ class PcsClient:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, settings: Settings, *, endpoint_url: str | None = None
+        cls,
+        settings: Settings,
+        *,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> AsyncIterator[PcsClient]:
         """Make the client once for the process; close it when the block ends."""
         session = make_session()
@@ -65,10 +69,19 @@ class PcsClient:
             max_pool_connections=settings.pcs_max_pool_connections,
             connect_timeout=settings.pcs_connect_timeout_seconds,
             read_timeout=settings.pcs_read_timeout_seconds,
-            retries={"mode": settings.pcs_retry_mode, "total_max_attempts": settings.pcs_max_attempts},
+            retries={
+                "mode": settings.pcs_retry_mode,
+                "total_max_attempts": settings.pcs_max_attempts,
+            },
             user_agent_extra="pcs-gateway",
         )
-        async with session.client(SERVICE_NAME, endpoint_url=endpoint_url, config=config) as client:
+        async with session.client(
+            SERVICE_NAME,
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            config=config,
+            **dict(credentials or {}),
+        ) as client:
             where = f"{client.meta.endpoint_url}|{client.meta.region_name}"
             yield cls(client, endpoint=where)
 
@@ -82,7 +95,7 @@ class PcsClient:
             raise errors.GatewayCredentialsError(
                 "The gateway has no usable AWS credentials."
             ) from exc
-        except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
             raise errors.UpstreamUnavailable("PCS could not be reached.") from exc
         metadata = answer.get("ResponseMetadata", {})
         request_id = metadata.get("RequestId")
@@ -105,7 +118,7 @@ def _from_client_error(exc: ClientError) -> errors.PcsError:
     error: Mapping[str, Any] = response.get("Error", {})
     metadata: Mapping[str, Any] = response.get("ResponseMetadata", {})
     code = str(error.get("Code") or "")
-    members = {
+    members: dict[str, Any] = {
         "aws_error_code": code or None,
         "request_id": metadata.get("RequestId"),
         "http_status": metadata.get("HTTPStatusCode"),
@@ -128,7 +141,9 @@ def _from_client_error(exc: ClientError) -> errors.PcsError:
     status = members["http_status"]
     if isinstance(status, int) and status >= 500:
         return errors.UpstreamUnavailable("PCS failed to answer.", **members)
-    return errors.UnknownPcsError("PCS answered with an error the gateway does not know.", **members)
+    return errors.UnknownPcsError(
+        "PCS answered with an error the gateway does not know.", **members
+    )
 
 
 # Messages are the gateway's own: PCS's text can echo input and is not meant for end users.

@@ -1,0 +1,1 @@
+"""pcs-gateway: a GraphQL gateway in front of AWS Parallel Computing Service."""
