@@ -66,7 +66,7 @@ def full(name: str, status: str = "ACTIVE") -> dict[str, Any]:
                     "scriptSource": {
                         "scriptLocation": "s3://demo-bucket/job_submit.star",
                         "s3VersionId": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY",
-                        "checksum": "sha256:9f2c1a7d",
+                        "checksum": hashlib.sha256(b"job_submit.star").hexdigest(),
                     },
                 }
             ],

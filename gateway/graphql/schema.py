@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import strawberry
@@ -77,13 +78,13 @@ class GatewaySchema(strawberry.Schema):
 
 
 def build_schema(
-    extensions: list[SchemaExtension | type[SchemaExtension]] | None = None,
+    extensions: list[Callable[[], SchemaExtension]] | None = None,
 ) -> GatewaySchema:
     """The schema with the gateway's extensions; `extensions` run before the error contract."""
-    # Instances, not classes: the caches live as long as the schema.
-    chain: list[Any] = [
-        ParserCache(maxsize=1000),
-        ValidationCache(maxsize=1000),
+    # Factories, made per operation; the parse and validation caches are shared by maxsize.
+    chain: list[Callable[[], SchemaExtension]] = [
+        lambda: ParserCache(maxsize=1000),
+        lambda: ValidationCache(maxsize=1000),
         *(extensions or []),
         StaleReport,
         ErrorContract,

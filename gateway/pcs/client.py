@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -78,7 +79,8 @@ class PcsClient:
         async with session.client(
             SERVICE_NAME,
             endpoint_url=endpoint_url,
-            region_name=region_name,
+            # botocore reads AWS_DEFAULT_REGION only; the other SDKs honour AWS_REGION too.
+            region_name=region_name or os.environ.get("AWS_REGION") or None,
             config=config,
             **dict(credentials or {}),
         ) as client:

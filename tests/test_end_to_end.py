@@ -1,0 +1,168 @@
+"""The whole path over real HTTP: gateway, real aioboto3 client, emulator on the PCS protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.emulator.seed import demo_clusters, minimal
+from tests.conftest import Gateway
+from tests.expected import as_received, expected_cluster
+from tests.servers import Emulator
+
+EXAMPLES = Path(__file__).parent.parent / "schema" / "examples"
+FULL_QUERY = (EXAMPLES / "cluster-full.graphql").read_text()
+
+
+@pytest.mark.parametrize("wire", demo_clusters(), ids=lambda c: c["name"])
+def test_every_field_of_every_demo_cluster_arrives_as_sent(gateway: Gateway, wire: dict) -> None:
+    answer = gateway.query(FULL_QUERY, {"identifier": wire["name"]})
+    assert "errors" not in answer
+    assert as_received(answer["data"]["cluster"]) == expected_cluster(wire)
+
+
+def test_a_cluster_is_found_by_its_id(gateway: Gateway) -> None:
+    wire = demo_clusters()[0]
+    answer = gateway.query(FULL_QUERY, {"identifier": wire["id"]})
+    assert as_received(answer["data"]["cluster"]) == expected_cluster(wire)
+
+
+SIX_EXCEPTIONS = [
+    ("error-not-found", "NOT_FOUND", "ResourceNotFoundException"),
+    ("error-validation", "BAD_USER_INPUT", "ValidationException"),
+    ("error-throttling", "THROTTLED", "ThrottlingException"),
+    ("error-conflict", "CONFLICT", "ConflictException"),
+    ("error-access-denied", "FORBIDDEN", "AccessDeniedException"),
+    ("error-internal", "UPSTREAM_UNAVAILABLE", "InternalServerException"),
+]
+
+
+@pytest.mark.parametrize(("identifier", "code", "aws_code"), SIX_EXCEPTIONS)
+def test_each_pcs_exception_has_its_code(
+    gateway: Gateway, identifier: str, code: str, aws_code: str
+) -> None:
+    answer = gateway.query(
+        "query($i: String!) { cluster(identifier: $i) { name } }", {"i": identifier}
+    )
+    assert answer["data"] == {"cluster": None}
+    (error,) = answer["errors"]
+    assert error["path"] == ["cluster"]
+    assert error["extensions"]["code"] == code
+    assert error["extensions"]["awsErrorCode"] == aws_code
+    assert len(error["extensions"]["requestId"]) == 36
+
+
+def test_pcs_error_members_reach_the_client(gateway: Gateway) -> None:
+    query = (
+        '{ a: cluster(identifier: "error-not-found") { name } '
+        'b: cluster(identifier: "error-validation") { name } '
+        'c: cluster(identifier: "error-throttling") { name } }'
+    )
+    errors = {e["path"][0]: e["extensions"] for e in gateway.query(query)["errors"]}
+    assert errors["a"]["resourceId"] == "error-not-found"
+    assert errors["a"]["resourceType"] == "cluster"
+    assert errors["b"]["reason"] == "fieldValidationFailed"
+    assert errors["b"]["fieldList"] == [
+        {"name": "clusterIdentifier", "message": "does not match the pattern"}
+    ]
+    assert errors["c"]["retryAfterSeconds"] == 2
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "",
+        "x" * 5000,
+        "demo active",
+        "demo-'; DROP",
+        "ab",
+        "1abc",
+        "pcs_",
+        "démo-full",
+        "demo\nfull",
+    ],
+    ids=[
+        "empty",
+        "5000-chars",
+        "space",
+        "quote",
+        "too-short",
+        "digit-first",
+        "bare-prefix",
+        "non-ascii",
+        "newline",
+    ],
+)
+def test_bad_identifiers_are_rejected_before_pcs(
+    gateway: Gateway, emulator: Emulator, identifier: str
+) -> None:
+    answer = gateway.query(
+        "query($i: String!) { cluster(identifier: $i) { name } }", {"i": identifier}
+    )
+    assert answer["data"] == {"cluster": None}
+    assert answer["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert emulator.calls() == 0
+
+
+def test_one_failing_alias_leaves_its_sibling_alone(gateway: Gateway) -> None:
+    answer = gateway.query(
+        '{ good: cluster(identifier: "demo-active") { name status } '
+        'bad: cluster(identifier: "error-not-found") { name } }'
+    )
+    assert answer["data"]["good"] == {"name": "demo-active", "status": "ACTIVE"}
+    assert answer["data"]["bad"] is None
+    (error,) = answer["errors"]
+    assert error["path"] == ["bad"]
+    assert error["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_enum_values_pcs_adds_later_do_not_fail_the_query(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    future = minimal("demo-tomorrow", "MIGRATING")
+    future["size"] = "HUGE"
+    future["scheduler"] = {"type": "PBS", "version": "2030.1"}
+    future["endpoints"] = [{"type": "SLURMWEB", "privateIpAddress": "10.0.0.9", "port": "1"}]
+    emulator.put_cluster(future)
+    answer = gateway.query(FULL_QUERY, {"identifier": "demo-tomorrow"})
+    assert "errors" not in answer
+    cluster = answer["data"]["cluster"]
+    assert (cluster["status"], cluster["statusRaw"]) == ("UNKNOWN", "MIGRATING")
+    assert (cluster["size"], cluster["sizeRaw"]) == ("UNKNOWN", "HUGE")
+    assert cluster["scheduler"]["typeRaw"] == "PBS"
+    assert cluster["endpoints"][0]["typeRaw"] == "SLURMWEB"
+
+
+def test_get_queries_work_and_mutations_are_not_offered(gateway: Gateway) -> None:
+    response = gateway.http.get(
+        "/graphql", params={"query": '{ cluster(identifier: "demo-active") { name } }'}
+    )
+    assert response.status_code == 200
+    assert response.json()["data"]["cluster"]["name"] == "demo-active"
+
+
+def test_an_unexpected_failure_is_masked(gateway: Gateway, emulator: Emulator) -> None:
+    broken = minimal("demo-broken")
+    broken["createdAt"] = "not a time"
+    emulator.put_cluster(broken)
+    answer = gateway.query('{ cluster(identifier: "demo-broken") { name createdAt } }')
+    assert answer["data"] == {"cluster": None}
+    error = answer["errors"][0]
+    assert error["extensions"]["code"] in {"UPSTREAM_UNAVAILABLE", "INTERNAL_SERVER_ERROR"}
+    assert "Traceback" not in str(answer) and ".py" not in str(answer)
+
+
+def test_health_and_readiness(gateway: Gateway) -> None:
+    assert gateway.http.get("/healthz").status_code == 200
+    ready = gateway.http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"cache": "ok", "pcsClient": "ok"}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.graphql")), ids=lambda p: p.stem)
+def test_schema_examples_run(gateway: Gateway, example: Path) -> None:
+    answer = gateway.query(example.read_text())
+    assert answer["data"] is not None
+    for error in answer.get("errors", []):
+        assert error["extensions"]["code"] == "NOT_FOUND"
