@@ -21,7 +21,9 @@ DEBIAN_PACKAGES = {"redis-server": "redis-server"}
 
 def run(*args: str) -> None:
     print("+", " ".join(args), flush=True)
-    subprocess.run(args, cwd=ROOT, check=True)
+    result = subprocess.run(args, cwd=ROOT)
+    if result.returncode != 0:
+        sys.exit(f"tests/run.py: failed ({result.returncode}): {' '.join(args)}")
 
 
 def ensure_programs() -> None:
@@ -48,7 +50,7 @@ def ensure_programs() -> None:
 
 def main() -> int:
     python = sys.executable
-    run(python, "-m", "pip", "install", "--quiet", "-c", "requirements.lock", "-e", ".[dev]")
+    run(python, "-m", "pip", "install", "-qq", "-c", "requirements.lock", "-e", ".[dev]")
     ensure_programs()
     run(python, "-m", "ruff", "check", ".")
     run(python, "-m", "ruff", "format", "--check", ".")

@@ -19,7 +19,7 @@ from gateway.pcs import model
 
 
 def test_shipped_model_has_everything_the_installed_sdk_knows() -> None:
-    added, removed = model.diff_models(model.installed_sdk_model(), model.load_model())
+    _, removed = model.diff_models(model.installed_sdk_model(), model.load_model())
     assert removed == [], f"the shipped PCS model lacks what the installed botocore has: {removed}"
 
 
