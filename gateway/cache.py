@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.base import BaseCache
 from aiocache.serializers import NullSerializer
+from redis.asyncio import BlockingConnectionPool
 
 from gateway.config import Settings
 
@@ -34,6 +35,12 @@ class CacheStats:
     upstream_calls: int = 0
     evictions: int = 0
     errors: int = 0
+
+
+class BytesSerializer(NullSerializer):  # type: ignore[misc]
+    """Values are bytes both ways: no encoding on read, so Redis hands back what was stored."""
+
+    DEFAULT_ENCODING = None
 
 
 class BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
@@ -111,20 +118,27 @@ def make_backend(settings: Settings, stats: CacheStats) -> BaseCache:
     if url.scheme == "memory":
         return BoundedMemoryCache(max_entries=settings.cache_max_entries, stats=stats, timeout=None)
     query = parse_qs(url.query)
-    pool_kwargs: dict[str, Any] = {"socket_timeout": settings.cache_timeout_seconds}
+    pool_kwargs: dict[str, Any] = {
+        "socket_timeout": settings.cache_timeout_seconds,
+        # How long a request waits for a free connection before reading as a miss.
+        "timeout": settings.cache_timeout_seconds,
+    }
     if url.username:
         pool_kwargs["username"] = unquote(url.username)
     if url.scheme == "rediss" and "ssl_ca_certs" in query:
         pool_kwargs["ssl_ca_certs"] = query["ssl_ca_certs"][0]
     db = url.path.strip("/") or "0"
     return RedisCache(
-        serializer=NullSerializer(),
+        serializer=BytesSerializer(),
         endpoint=url.hostname or "127.0.0.1",
         port=url.port or 6379,
         db=int(db),
         password=unquote(url.password) if url.password else None,
         ssl=url.scheme == "rediss",
         create_connection_timeout=settings.cache_timeout_seconds,
+        # A burst waits for one of a bounded set of connections instead of opening hundreds.
+        connection_pool_class=BlockingConnectionPool,
+        pool_max_size=settings.cache_max_connections,
         connection_pool_kwargs=pool_kwargs,
         timeout=settings.cache_timeout_seconds,
     )

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,6 +112,11 @@ class ClusterService:
         self.stats = stats
         self._clock = clock
         self._flights: dict[str, asyncio.Task[ClusterAnswer]] = {}
+        # With a remote cache, fresh answers are also kept here (bounded, never past their
+        # freshness): a hot cluster costs no Redis round trip, and a burst that missed
+        # Redis while a fetch landed finds its answer. The memory backend needs no copy.
+        self._near: OrderedDict[str, ClusterAnswer] = OrderedDict()
+        self._near_limit = settings.cache_max_entries if store.kind == "redis" else 0
         self._prefix = f"pcsgw:{KEY_VERSION}:{client.endpoint}:"
 
     def key(self, identifier: str) -> str:
@@ -128,12 +134,17 @@ class ClusterService:
         check_identifier(identifier)
         key = self.key(identifier)
         if not refresh:
-            entry = await self._read(key)
-            if entry is not None:
-                answer = self._fresh_answer(identifier, entry)
-                if answer is not None:
-                    self.stats.hits += 1
-                    return answer
+            answer = self._near_answer(key)
+            if answer is None and key not in self._flights:
+                entry = await self._read(key)
+                if entry is not None:
+                    answer = self._fresh_answer(identifier, entry)
+                # A fetch may have landed while the read was under way (or timed out):
+                # its answer is as new as anything the read could have found.
+                answer = answer or self._near_answer(key)
+            if answer is not None:
+                self.stats.hits += 1
+                return answer
         flight = self._flights.get(key)
         if flight is None:
             self.stats.misses += 1
@@ -145,6 +156,25 @@ class ClusterService:
         # Shielded: a caller that gives up (deadline, disconnect) must not cancel the
         # fetch others are waiting on; its answer still fills the cache.
         return await asyncio.shield(flight)
+
+    def _near_answer(self, key: str) -> ClusterAnswer | None:
+        answer = self._near.get(key)
+        if answer is None:
+            return None
+        if answer.fresh_until <= self._clock():
+            del self._near[key]
+            return None
+        self._near.move_to_end(key)
+        return answer
+
+    def _keep_near(self, keys: list[str], answer: ClusterAnswer) -> None:
+        if self._near_limit == 0:
+            return
+        for key in keys:
+            self._near[key] = answer
+            self._near.move_to_end(key)
+        while len(self._near) > self._near_limit:
+            self._near.popitem(last=False)
 
     def _fresh_answer(self, identifier: str, entry: _Entry) -> ClusterAnswer | None:
         now = self._clock()
@@ -183,7 +213,9 @@ class ClusterService:
         await self._store.set_many(
             keys, entry.encode(), ttl=ttl + self._settings.cache_max_stale_seconds
         )
-        return ClusterAnswer(cluster, now, now + ttl, False, fetched.request_id)
+        answer = ClusterAnswer(cluster, now, now + ttl, False, fetched.request_id)
+        self._keep_near(keys, answer)
+        return answer
 
     async def _remember_missing(self, key: str, exc: errors.ResourceNotFound) -> None:
         entry = _Entry(fetched_at=self._clock(), wire=None, request_id=exc.request_id)

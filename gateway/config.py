@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     cache_max_stale_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = Field(
         3600.0, description="Oldest value served, marked stale, when PCS fails; 0 turns it off."
     )
+    cache_max_connections: int = Field(
+        50, ge=1, le=10_000, description="Connections to Redis one gateway process opens at most."
+    )
     cache_timeout_seconds: Seconds = Field(
         0.25, description="Longest wait for one cache operation before going to PCS without it."
     )

@@ -87,8 +87,21 @@ def gateway(start_gateway: GatewayFactory) -> Gateway:
     return start_gateway()
 
 
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    """The test Redis database, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return redis_server_url
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_server_url() -> Iterator[str]:
     """A real Redis: REDIS_URL when it answers, else a redis-server started here."""
     found = redis_url_from_environment()
     if found is not None:

@@ -46,10 +46,13 @@ class ServerThread:
         self.error: BaseException | None = None
 
     def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
         try:
-            asyncio.run(self.server.serve())
+            self.loop.run_until_complete(self.server.serve())
         except BaseException as exc:
             self.error = exc
+        finally:
+            self.loop.close()
 
     def start(self) -> ServerThread:
         self.thread.start()
