@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 
 from gateway import cache
 from gateway.cache import CacheStats, CacheStore
@@ -22,10 +25,15 @@ from gateway.clusters import ClusterService
 from gateway.config import Settings
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphql.context import GatewayContext
+from gateway.graphql.errors import to_contract
 from gateway.graphql.schema import build_schema
 from gateway.pcs.client import PcsClient
 
 log = logging.getLogger(__name__)
+
+GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
+#: Codes of errors that fail the whole request before execution.
+REQUEST_ERROR_CODES = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"})
 
 
 @dataclass
@@ -53,15 +61,66 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     ) -> GatewayContext:
         if self.state.service is None:
             raise RuntimeError("the gateway is not started")
+        settings = self.state.settings
+        if isinstance(request, Request):
+            request.state.graphql_response = response
         return GatewayContext(
             service=self.state.service,
-            settings=self.state.settings,
+            settings=settings,
             request=request,
             response=response,
+            deadline=time.monotonic() + settings.request_deadline_seconds,
         )
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """The result in the error contract, with GraphQL over HTTP's status codes.
+
+        A document that does not parse or validate is a request error: no `data`, and
+        HTTP 400 for clients that accept application/graphql-response+json. A failing
+        field is a partial result: HTTP 200 with `data` and `errors`.
+        """
+        errors_ = [to_contract(error) for error in result.errors or []]
+        sub_response: Response | None = getattr(request.state, "graphql_response", None)
+        strict = GRAPHQL_RESPONSE_TYPE in request.headers.get("accept", "")
+        if sub_response is not None and strict:
+            sub_response.media_type = GRAPHQL_RESPONSE_TYPE
+        if (
+            result.data is None
+            and errors_
+            and all((e.extensions or {}).get("code") in REQUEST_ERROR_CODES for e in errors_)
+        ):
+            if sub_response is not None and strict:
+                sub_response.status_code = 400
+            return {"errors": [e.formatted for e in errors_]}
+        answer: GraphQLHTTPResponse = {"data": result.data}
+        if errors_:
+            answer["errors"] = [e.formatted for e in errors_]
+        if result.extensions:
+            answer["extensions"] = result.extensions
+        return answer
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = Response(
+            self.encode_json(response_data),
+            status_code=sub_response.status_code or 200,
+            media_type=sub_response.media_type or "application/json",
+        )
+        response.headers.raw.extend(
+            (k, v)
+            for k, v in sub_response.headers.raw
+            if k not in (b"content-type", b"content-length")
+        )
+        response.background = sub_response.background
+        return response
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -80,6 +80,28 @@ class Settings(BaseSettings):
         3, ge=1, le=10, description="Attempts per PCS call, the first included."
     )
 
+    # Upstream protection: deadline, rate limit, circuit breaker.
+    request_deadline_seconds: Seconds = Field(
+        5.0,
+        description="Total time one GraphQL request waits for PCS, retries included; "
+        "past it the fields still waiting fail with UPSTREAM_UNAVAILABLE.",
+    )
+    pcs_rate_limit_per_second: Annotated[float, Field(gt=0, le=10_000)] = Field(
+        20.0, description="Most GetCluster calls a second this process sends to PCS."
+    )
+    pcs_rate_limit_burst: Annotated[float, Field(ge=1, le=10_000)] | None = Field(
+        None, description="Calls that may go at once before the rate applies; default the rate."
+    )
+    pcs_rate_limit_max_wait_seconds: Annotated[float, Field(ge=0, le=60)] = Field(
+        2.0, description="Longest wait for the rate limit before failing with THROTTLED."
+    )
+    breaker_failure_threshold: int = Field(
+        5, ge=1, le=1000, description="Upstream failures in a row that open the circuit breaker."
+    )
+    breaker_open_seconds: Seconds = Field(
+        10.0, description="How long the open breaker keeps calls from PCS before one probe."
+    )
+
     max_batch_size: int = Field(
         100, ge=1, le=10_000, description="Most identifiers one clusters(identifiers:) may ask for."
     )

@@ -260,7 +260,9 @@ def test_a_batch_over_the_limit_is_refused_before_pcs(
 def test_distinct_not_found_identifiers_keep_the_memory_cache_at_its_bound(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
-    gateway = start_gateway(cache_max_entries=100, max_batch_size=200)
+    gateway = start_gateway(
+        cache_max_entries=100, max_batch_size=200, pcs_rate_limit_per_second=10_000
+    )
     for start in range(0, 1000, 200):
         ids = [f"ghost-{n}" for n in range(start, start + 200)]
         gateway.query(

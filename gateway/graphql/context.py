@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,3 +26,5 @@ class GatewayContext:
     stale: list[dict[str, Any]] = field(default_factory=list)
     #: True when the answer depends on the moment (ages, forced refresh): never reuse it.
     volatile: bool = False
+    #: time.monotonic() past which fields still waiting for PCS fail.
+    deadline: float = field(default_factory=lambda: time.monotonic() + 5.0)

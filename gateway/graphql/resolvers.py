@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -12,6 +13,7 @@ from strawberry.types import Info
 from gateway.clusters import ClusterAnswer
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
+from gateway.pcs.errors import UpstreamUnavailable
 
 
 async def cluster(
@@ -21,9 +23,9 @@ async def cluster(
     context = info.context
     if refresh:
         context.volatile = True
-        answer = await context.service.get(identifier, refresh=True)
+        answer = await _within_deadline(context, context.service.get(identifier, refresh=True))
     else:
-        answer = await _loader(context).load(identifier)
+        answer = await _within_deadline(context, _loader(context).load(identifier))
     _note_stale(info, answer)
     return answer
 
@@ -48,9 +50,25 @@ async def _one(
     identifier: str,
     index: int,
 ) -> ClusterAnswer | None:
-    answer = await loader.load(identifier)
+    answer = await _within_deadline(info.context, loader.load(identifier))
     _note_stale(info, answer, index)
     return answer
+
+
+async def _within_deadline(
+    context: GatewayContext, lookup: Awaitable[ClusterAnswer]
+) -> ClusterAnswer:
+    """The lookup's answer, or UpstreamUnavailable once the request's deadline has passed.
+
+    Only this request stops waiting: the shared PCS call goes on and fills the cache.
+    """
+    try:
+        async with asyncio.timeout(max(0.0, context.deadline - time.monotonic())):
+            return await lookup
+    except TimeoutError:
+        raise UpstreamUnavailable(
+            "PCS did not answer within the request's deadline; retry later."
+        ) from None
 
 
 def _loader(context: GatewayContext) -> DataLoader[str, ClusterAnswer]:
@@ -62,7 +80,9 @@ def _loader(context: GatewayContext) -> DataLoader[str, ClusterAnswer]:
                 *(service.get(identifier) for identifier in identifiers), return_exceptions=True
             )
 
-        context.loader = DataLoader(load_fn=load)
+        # Batches of one: each field resolves as soon as its own answer is in, so one slow
+        # cluster never holds back the others; the loader's cache still looks duplicates up once.
+        context.loader = DataLoader(load_fn=load, max_batch_size=1)
     return context.loader
 
 

@@ -24,8 +24,10 @@ from botocore.exceptions import (
 
 from gateway.config import Settings
 from gateway.pcs import errors
+from gateway.pcs.breaker import CircuitBreaker
 from gateway.pcs.cluster import Cluster, parse_cluster
 from gateway.pcs.model import DATA_PATH, SERVICE_NAME
+from gateway.pcs.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,24 @@ def make_session() -> aioboto3.Session:
 class PcsClient:
     """Calls PCS through one aioboto3 client and turns every failure into a PcsError."""
 
-    def __init__(self, client: Any, *, endpoint: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        endpoint: str,
+        limiter: TokenBucket | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self._client = client
         #: Where calls go: the endpoint URL and region; part of every cache key.
         self.endpoint = endpoint
+        self.limiter = limiter
+        self.breaker = breaker
+
+    @property
+    def events(self) -> Any:
+        """botocore's event system of the client, for instrumentation."""
+        return self._client.meta.events
 
     @classmethod
     @asynccontextmanager
@@ -85,10 +101,47 @@ class PcsClient:
             **dict(credentials or {}),
         ) as client:
             where = f"{client.meta.endpoint_url}|{client.meta.region_name}"
-            yield cls(client, endpoint=where)
+            limiter = TokenBucket(
+                settings.pcs_rate_limit_per_second,
+                burst=settings.pcs_rate_limit_burst,
+                max_wait=settings.pcs_rate_limit_max_wait_seconds,
+            )
+            breaker = CircuitBreaker(
+                threshold=settings.breaker_failure_threshold,
+                open_seconds=settings.breaker_open_seconds,
+            )
+            yield cls(client, endpoint=where, limiter=limiter, breaker=breaker)
 
     async def get_cluster(self, identifier: str) -> FetchedCluster:
-        """GetCluster by name or id; raises a PcsError subclass on any failure."""
+        """GetCluster by name or id, within the rate limit and the breaker; raises PcsError."""
+        breaker = self.breaker
+        if breaker is not None:
+            breaker.before_call()
+        try:
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            fetched = await self._get_cluster(identifier)
+        except (errors.UpstreamUnavailable, errors.InternalServerError, errors.UnknownPcsError):
+            if breaker is not None:
+                breaker.failed()
+            raise
+        except errors.PcsError as exc:
+            # PCS answered (not found, denied...) or the call never left: not a failure of PCS.
+            if breaker is not None:
+                if exc.http_status is not None:
+                    breaker.succeeded()
+                else:
+                    breaker.abandoned()
+            raise
+        except BaseException:
+            if breaker is not None:
+                breaker.abandoned()
+            raise
+        if breaker is not None:
+            breaker.succeeded()
+        return fetched
+
+    async def _get_cluster(self, identifier: str) -> FetchedCluster:
         try:
             answer = await self._client.get_cluster(clusterIdentifier=identifier)
         except ClientError as exc:
