@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -27,6 +29,13 @@ from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import to_contract
 from gateway.graphql.schema import build_schema
+from gateway.metrics import (
+    CONTENT_TYPE,
+    Metrics,
+    MetricsMiddleware,
+    cache_families,
+    upstream_families,
+)
 from gateway.pcs.client import PcsClient
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,8 @@ class GatewayState:
     ready: bool = False
     draining: bool = False
     demo_endpoint: str | None = None
+    metrics: Metrics | None = None
+    client: PcsClient | None = None
 
 
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
@@ -85,6 +96,10 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         field is a partial result: HTTP 200 with `data` and `errors`.
         """
         errors_ = [to_contract(error) for error in result.errors or []]
+        if errors_ and self.state.metrics is not None:
+            for error in errors_:
+                code = str((error.extensions or {}).get("code", "INTERNAL_SERVER_ERROR"))
+                self.state.metrics.graphql_errors.labels(code).inc()
         sub_response: Response | None = getattr(request.state, "graphql_response", None)
         strict = GRAPHQL_RESPONSE_TYPE in request.headers.get("accept", "")
         if sub_response is not None and strict:
@@ -126,6 +141,8 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
 def create_app(settings: Settings) -> Starlette:
     """The gateway as an ASGI application."""
     state = GatewayState(settings=settings)
+    metrics = Metrics()
+    state.metrics = metrics
     graphql = GraphQLEndpoint(
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -135,11 +152,17 @@ def create_app(settings: Settings) -> Starlette:
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def metrics_route(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     async def readyz(request: Request) -> Response:
         checks: dict[str, str] = {}
         if state.store is not None:
             checks["cache"] = "ok" if await state.store.ping() else "degraded"
         checks["pcsClient"] = "ok" if state.service is not None else "missing"
+        if state.client is not None and state.client.breaker is not None:
+            # Reported, never a reason for 503: a PCS outage must not pull every replica.
+            checks["pcsBreaker"] = state.client.breaker.state.value
         serving = state.ready and not state.draining and state.service is not None
         body = {"status": "ready" if serving else "unavailable", "checks": checks}
         if state.draining:
@@ -167,7 +190,14 @@ def create_app(settings: Settings) -> Starlette:
                 )
             )
             state.store = store
+            state.client = client
             state.service = ClusterService(client, store, settings, state.stats)
+            metrics.watch(
+                lambda: itertools.chain(
+                    cache_families(state.stats, store.kind),
+                    upstream_families(client.limiter, client.breaker),
+                )
+            )
             state.ready = True
             log.info(
                 "gateway ready: PCS at %s, cache %s%s",
@@ -187,7 +217,9 @@ def create_app(settings: Settings) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_route, methods=["GET"]),
         ],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,
     )
     app.state.gateway = state
