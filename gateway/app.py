@@ -192,6 +192,7 @@ def create_app(settings: Settings) -> Starlette:
             state.store = store
             state.client = client
             state.service = ClusterService(client, store, settings, state.stats)
+            stack.push_async_callback(state.service.close)
             metrics.watch(
                 lambda: itertools.chain(
                     cache_families(state.stats, store.kind),

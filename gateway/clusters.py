@@ -119,6 +119,13 @@ class ClusterService:
         self._near_limit = settings.cache_max_entries if store.kind == "redis" else 0
         self._prefix = f"pcsgw:{KEY_VERSION}:{client.endpoint}:"
 
+    async def close(self) -> None:
+        """Cancel the PCS calls still in flight, before the client under them closes."""
+        flights = list(self._flights.values())
+        for flight in flights:
+            flight.cancel()
+        await asyncio.gather(*flights, return_exceptions=True)
+
     def key(self, identifier: str) -> str:
         """The cache key of an identifier: version, PCS endpoint and region, identifier."""
         return self._prefix + identifier
