@@ -22,6 +22,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from gateway import cache
+from gateway.bodylimit import BodyLimitMiddleware
 from gateway.cache import CacheStats, CacheStore
 from gateway.clusters import ClusterService
 from gateway.config import Settings
@@ -220,7 +221,10 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
         ],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
         lifespan=lifespan,
     )
     app.state.gateway = state

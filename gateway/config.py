@@ -102,6 +102,9 @@ class Settings(BaseSettings):
         10.0, description="How long the open breaker keeps calls from PCS before one probe."
     )
 
+    max_body_bytes: int = Field(
+        65_536, ge=1024, le=10_000_000, description="Largest request body; larger ones get 413."
+    )
     max_batch_size: int = Field(
         100, ge=1, le=10_000, description="Most identifiers one clusters(identifiers:) may ask for."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,37 @@ def test_schema_examples_run(gateway: Gateway, example: Path) -> None:
     assert answer["data"] is not None
     for error in answer.get("errors", []):
         assert error["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_a_huge_body_is_refused_with_413_and_changes_nothing(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    padding = " " * 100_000
+    query = '{ cluster(identifier: "demo-active") { name } }' + padding
+    response = gateway.http.post("/graphql", json={"query": query})
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"query": "{ cluster(identifier: \\"demo-active\\") { name } }'
+        for _ in range(100):
+            yield b" " * 1000
+        yield b'"}'
+
+    streamed = gateway.http.post(
+        "/graphql", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert emulator.calls() == 0
+    assert gateway.query('{ cluster(identifier: "demo-active") { name } }')["data"] == {
+        "cluster": {"name": "demo-active"}
+    }
+
+
+def test_a_body_that_is_not_json_gets_a_clear_400(gateway: Gateway) -> None:
+    response = gateway.http.post(
+        "/graphql", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "JSON" in response.text
+    assert "Traceback" not in response.text
