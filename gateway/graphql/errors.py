@@ -93,7 +93,12 @@ def _rebuild(error: GraphQLError, message: str, extensions: dict[str, Any]) -> G
 
 
 def log_errors(errors_: list[GraphQLError]) -> None:
-    """Log each error once: unexpected ones with their stack trace, known ones in one line."""
+    """Log each error once: unexpected ones with their stack trace, known ones in one line.
+
+    A failed PCS call is logged with its cause by the PCS client, once however many fields
+    waited on it; here each field adds a debug line, and deadlines (which are per request)
+    an info line.
+    """
     for error in errors_:
         cause = error.original_error
         if cause is None:
@@ -101,14 +106,10 @@ def log_errors(errors_: list[GraphQLError]) -> None:
         code = code_of(cause)
         if code is None:
             log.error("unexpected error at %s", error.path, exc_info=cause)
-        elif isinstance(cause, errors.PcsError):
-            log.info(
-                "upstream error at %s: %s %s (cause: %r)",
-                error.path,
-                code,
-                cause.aws_error_code or type(cause).__name__,
-                cause.__cause__,
-            )
+        elif isinstance(cause, errors.DeadlineExceeded):
+            log.info("%s at %s: %s", code, error.path, cause.detail)
+        else:
+            log.debug("%s at %s: %s", code, error.path, type(cause).__name__)
 
 
 class ErrorContract(SchemaExtension):

@@ -13,7 +13,7 @@ from strawberry.types import Info
 from gateway.clusters import ClusterAnswer
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
-from gateway.pcs.errors import UpstreamUnavailable
+from gateway.pcs.errors import DeadlineExceeded
 
 
 async def cluster(
@@ -58,7 +58,7 @@ async def _one(
 async def _within_deadline(
     context: GatewayContext, lookup: Awaitable[ClusterAnswer]
 ) -> ClusterAnswer:
-    """The lookup's answer, or UpstreamUnavailable once the request's deadline has passed.
+    """The lookup's answer, or DeadlineExceeded once the request's deadline has passed.
 
     Only this request stops waiting: the shared PCS call goes on and fills the cache.
     """
@@ -66,8 +66,9 @@ async def _within_deadline(
         async with asyncio.timeout(max(0.0, context.deadline - time.monotonic())):
             return await lookup
     except TimeoutError:
-        raise UpstreamUnavailable(
-            "PCS did not answer within the request's deadline; retry later."
+        raise DeadlineExceeded(
+            "PCS did not answer within the request's deadline; retry later.",
+            detail=f"request deadline of {context.settings.request_deadline_seconds:g} s passed",
         ) from None
 
 

@@ -7,11 +7,14 @@ half-open: one probe call passes; its success closes the breaker, its failure op
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
 
 from gateway.pcs import errors
+
+log = logging.getLogger(__name__)
 
 
 class BreakerState(StrEnum):
@@ -52,7 +55,7 @@ class CircuitBreaker:
         return BreakerState.HALF_OPEN
 
     def before_call(self) -> None:
-        """Let the call pass, or raise UpstreamUnavailable at once."""
+        """Let the call pass, or raise CircuitOpen (an UpstreamUnavailable) at once."""
         state = self.state
         if state is BreakerState.CLOSED:
             return
@@ -60,12 +63,15 @@ class CircuitBreaker:
             self._probing = True
             return
         self.refused += 1
-        raise errors.UpstreamUnavailable(
-            "PCS is failing; the gateway is not calling it for a short while."
+        raise errors.CircuitOpen(
+            "PCS is failing; the gateway is not calling it for a short while.",
+            detail="circuit breaker open",
         )
 
     def succeeded(self) -> None:
         """An answer came back: close."""
+        if self._opened_at is not None:
+            log.info("PCS answered again: circuit breaker closed")
         self._failures = 0
         self._opened_at = None
         self._probing = False
@@ -76,6 +82,12 @@ class CircuitBreaker:
         if self._probing or self._failures >= self.threshold:
             if self._opened_at is None or self._probing:
                 self.opened += 1
+                log.warning(
+                    "circuit breaker opened after %d upstream failures in a row: "
+                    "no PCS calls for %.1f s",
+                    self._failures,
+                    self.open_seconds,
+                )
             self._opened_at = self._clock()
             self._probing = False
 

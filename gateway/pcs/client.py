@@ -64,6 +64,15 @@ class PcsClient:
         self.endpoint = endpoint
         self.limiter = limiter
         self.breaker = breaker
+        if limiter is not None:
+            # Every HTTP attempt takes a token, the SDK's retries included: the rate is
+            # what PCS receives, not how many calls the gateway started.
+            client.meta.events.register(f"before-send.{SERVICE_NAME}", self._take_token)
+
+    async def _take_token(self, **_: Any) -> None:
+        # Returning None lets botocore send the request; Throttled ends the call unsent.
+        if self.limiter is not None:
+            await self.limiter.acquire()
 
     @property
     def events(self) -> Any:
@@ -115,22 +124,20 @@ class PcsClient:
     async def get_cluster(self, identifier: str) -> FetchedCluster:
         """GetCluster by name or id, within the rate limit and the breaker; raises PcsError."""
         breaker = self.breaker
-        if breaker is not None:
-            breaker.before_call()
         try:
-            if self.limiter is not None:
-                await self.limiter.acquire()
+            if breaker is not None:
+                breaker.before_call()
             fetched = await self._get_cluster(identifier)
-        except (errors.UpstreamUnavailable, errors.InternalServerError, errors.UnknownPcsError):
-            if breaker is not None:
-                breaker.failed()
-            raise
         except errors.PcsError as exc:
-            # PCS answered (not found, denied...) or the call never left: not a failure of PCS.
-            if breaker is not None:
-                if exc.http_status is not None:
+            _log_failure(identifier, exc)
+            if breaker is not None and not isinstance(exc, errors.CircuitOpen):
+                if exc.upstream_failure:
+                    breaker.failed()
+                elif exc.http_status is not None:
+                    # PCS answered (not found, denied...): PCS itself is healthy.
                     breaker.succeeded()
                 else:
+                    # The call never reached PCS (held back, no credentials).
                     breaker.abandoned()
             raise
         except BaseException:
@@ -148,22 +155,31 @@ class PcsClient:
             raise _from_client_error(exc) from exc
         except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError) as exc:
             raise errors.GatewayCredentialsError(
-                "The gateway has no usable AWS credentials."
+                "The gateway has no usable AWS credentials.", detail=_describe(exc)
             ) from exc
         except (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
-            raise errors.UpstreamUnavailable("PCS could not be reached.") from exc
+            raise errors.UpstreamUnavailable(
+                "PCS could not be reached.", detail=_describe(exc)
+            ) from exc
         metadata = answer.get("ResponseMetadata", {})
         request_id = metadata.get("RequestId")
         raw = answer.get("cluster")
         if not isinstance(raw, Mapping):
+            # botocore reads an unparsable or cut-off body as an empty answer.
             raise errors.UpstreamUnavailable(
-                "PCS sent an answer the gateway could not read.", request_id=request_id
+                _UNREADABLE,
+                request_id=request_id,
+                http_status=metadata.get("HTTPStatusCode"),
+                detail="the answer has no readable cluster member",
             )
         try:
             cluster = parse_cluster(raw)
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.UpstreamUnavailable(
-                "PCS sent an answer the gateway could not read.", request_id=request_id
+                _UNREADABLE,
+                request_id=request_id,
+                http_status=metadata.get("HTTPStatusCode"),
+                detail=f"the cluster does not fit the model: {_describe(exc)}",
             ) from exc
         return FetchedCluster(cluster=cluster, wire=_json_ready(raw), request_id=request_id)
 
@@ -186,6 +202,7 @@ def _from_client_error(exc: ClientError) -> errors.PcsError:
             for f in response.get("fieldList") or ()
         ],
     }
+    members["detail"] = _describe(exc)
     known = errors.BY_SHAPE.get(code)
     if known is not None:
         return known(_MESSAGES[code], **members)
@@ -199,6 +216,44 @@ def _from_client_error(exc: ClientError) -> errors.PcsError:
     return errors.UnknownPcsError(
         "PCS answered with an error the gateway does not know.", **members
     )
+
+
+_UNREADABLE = "PCS sent an answer the gateway could not read."
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception and its causes in one line, for the server log."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 4:
+        text = str(current)
+        parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
+
+
+def _log_failure(identifier: str, exc: errors.PcsError) -> None:
+    """Each failed call once, with its cause; how loud depends on who must act."""
+    if isinstance(exc, errors.GatewayCredentialsError):
+        level = logging.ERROR  # an operator must fix the gateway's credentials
+    elif exc.upstream_failure or isinstance(exc, errors.AccessDenied | errors.UnknownPcsError):
+        level = logging.WARNING
+    elif exc.aws_error_code is not None and isinstance(exc, errors.Throttled):
+        level = logging.INFO
+    else:
+        # Answers about the caller's input, and calls the gateway held back (counted in
+        # the metrics): not the operator's concern one by one.
+        level = logging.DEBUG
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "GetCluster %s failed: %s%s (request id %s): %s",
+            identifier,
+            type(exc).__name__,
+            f" {exc.aws_error_code}" if exc.aws_error_code else "",
+            exc.request_id or "none",
+            exc.detail or _describe(exc),
+        )
 
 
 # Messages are the gateway's own: PCS's text can echo input and is not meant for end users.

@@ -19,11 +19,15 @@ class PcsError(Exception):
     retry_after_seconds: int | None = None
     reason: str | None = None
     field_list: list[dict[str, str]] = field(default_factory=list)
+    #: What went wrong, for the server log only; never sent to clients.
+    detail: str | None = field(default=None, repr=False)
 
     #: The exception name in PCS's service model this class stands for.
     shape: ClassVar[str | None] = None
     #: Whether a cached value may be served instead (stale-if-error).
     serve_stale: ClassVar[bool] = False
+    #: Whether it says PCS itself is failing (counted by the circuit breaker).
+    upstream_failure: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -78,12 +82,26 @@ class InternalServerError(PcsError):
 
     shape = "InternalServerException"
     serve_stale = True
+    upstream_failure = True
 
 
 class UpstreamUnavailable(PcsError):
     """PCS could not be reached or answered nothing usable: timeout, connection, bad body."""
 
     serve_stale = True
+    upstream_failure = True
+
+
+class DeadlineExceeded(UpstreamUnavailable):
+    """The GraphQL request's deadline passed while a field still waited for PCS."""
+
+    upstream_failure = False
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """The circuit breaker is open: the gateway is not calling PCS for a short while."""
+
+    upstream_failure = False
 
 
 class GatewayCredentialsError(PcsError):
@@ -96,6 +114,7 @@ class UnknownPcsError(PcsError):
     """PCS answered with an error code its service model does not define."""
 
     serve_stale = True
+    upstream_failure = True
 
 
 BY_SHAPE: dict[str, type[PcsError]] = {
