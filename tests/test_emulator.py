@@ -109,12 +109,13 @@ async def test_list_clusters_pages_through_every_cluster(pcs: Any) -> None:
     assert sorted(names) == sorted(c["name"] for c in demo_clusters())
 
 
+# PCS's model sets no httpStatusCode: AWS JSON 1.0 then answers 400, or 500 for faults.
 ERROR_MEMBERS = {
-    "error-not-found": ("ResourceNotFoundException", 404, {"resourceId", "resourceType"}),
+    "error-not-found": ("ResourceNotFoundException", 400, {"resourceId", "resourceType"}),
     "error-validation": ("ValidationException", 400, {"reason", "fieldList"}),
-    "error-throttling": ("ThrottlingException", 429, {"retryAfterSeconds"}),
-    "error-conflict": ("ConflictException", 409, {"resourceId", "resourceType"}),
-    "error-access-denied": ("AccessDeniedException", 403, set()),
+    "error-throttling": ("ThrottlingException", 400, {"retryAfterSeconds"}),
+    "error-conflict": ("ConflictException", 400, {"resourceId", "resourceType"}),
+    "error-access-denied": ("AccessDeniedException", 400, set()),
     "error-internal": ("InternalServerException", 500, set()),
 }
 

@@ -1,7 +1,7 @@
 """The emulator as an ASGI app: PCS's AWS JSON 1.0 protocol, plus a small control API.
 
 POST /                         GetCluster and ListClusters, as PCS answers them
-GET  /_emulator/calls          calls received, by operation and identifier
+GET  /_emulator/calls          calls received: counts by operation, identifiers, and a log
 POST /_emulator/reset          forget calls and faults, restore the seeded clusters
 PUT|DELETE /_emulator/faults   set (JSON fault plan, see faults.py) or clear faults
 PUT|DELETE /_emulator/clusters/{name}   add, replace or remove a cluster (wire JSON)
@@ -14,10 +14,12 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.emulator.faults import Fault, FaultPlan, FaultPlanError
+from gateway.emulator.faults import DEFAULT_RETRY_AFTER_SECONDS, Fault, FaultPlan, FaultPlanError
 from gateway.emulator.seed import demo_clusters
 from gateway.pcs.model import identifier_pattern, load_model
 
@@ -46,14 +48,22 @@ REFUSED_ACCESS_KEYS = {
         "The security token included in the request is invalid.",
     ),
 }
-_STATUS = {
-    "ValidationException": 400,
-    "AccessDeniedException": 403,
-    "ResourceNotFoundException": 404,
-    "ConflictException": 409,
-    "ThrottlingException": 429,
-    "InternalServerException": 500,
-}
+#: Calls remembered in the log of /_emulator/calls; older ones are dropped.
+CALL_LOG_LIMIT = 10_000
+
+
+@cache
+def error_status(code: str) -> int:
+    """The HTTP status PCS answers an error with, as the service model defines it.
+
+    AWS JSON 1.0 sends the shape's `error.httpStatusCode` when the model has one, else 500
+    for faults (server errors) and 400 for everything else; PCS's model sets none.
+    """
+    shape = load_model()["shapes"].get(code, {})
+    status = shape.get("error", {}).get("httpStatusCode")
+    if isinstance(status, int):
+        return status
+    return 500 if shape.get("fault") else 400
 
 
 @dataclass
@@ -64,6 +74,8 @@ class EmulatorState:
     plan: FaultPlan = field(default_factory=FaultPlan)
     calls: Counter[str] = field(default_factory=Counter)
     identifiers: list[str] = field(default_factory=list)
+    #: One entry a call: operation, identifier, arrival (Unix time), status, request id.
+    log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=CALL_LOG_LIMIT))
 
     def seed(self, clusters: Iterable[dict[str, Any]]) -> None:
         self.clusters = {cluster["name"]: cluster for cluster in clusters}
@@ -75,7 +87,9 @@ class EmulatorState:
         return next((c for c in self.clusters.values() if c["id"] == identifier), None)
 
 
-def _error_body(code: str, identifier: str | None) -> dict[str, Any]:
+def _error_body(
+    code: str, identifier: str | None, retry_after: int = DEFAULT_RETRY_AFTER_SECONDS
+) -> dict[str, Any]:
     body: dict[str, Any] = {"__type": f"com.amazonaws.pcs#{code}"}
     if code == "ValidationException":
         body |= {
@@ -91,7 +105,7 @@ def _error_body(code: str, identifier: str | None) -> dict[str, Any]:
             "resourceType": "cluster",
         }
     elif code == "ThrottlingException":
-        body |= {"message": "Rate exceeded", "retryAfterSeconds": 2}
+        body |= {"message": "Rate exceeded", "retryAfterSeconds": retry_after}
     elif code == "AccessDeniedException":
         body["message"] = "User is not authorized to perform: pcs:GetCluster"
     else:
@@ -105,10 +119,10 @@ def _answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = 
     return Response(content, status_code=status, media_type=CONTENT_TYPE, headers=all_headers)
 
 
-def _error(code: str, identifier: str | None = None) -> Response:
-    body = _error_body(code, identifier)
-    headers = {"Retry-After": str(body["retryAfterSeconds"])} if "retryAfterSeconds" in body else {}
-    return _answer(_STATUS.get(code, 400), body, headers)
+def _error(
+    code: str, identifier: str | None = None, retry_after: int = DEFAULT_RETRY_AFTER_SECONDS
+) -> Response:
+    return _answer(error_status(code), _error_body(code, identifier, retry_after))
 
 
 class _Reset(Response):
@@ -158,9 +172,8 @@ def create_emulator(
         if not isinstance(identifier, str) or not pattern.fullmatch(identifier):
             return _error("ValidationException")
         state.identifiers.append(identifier)
-        fault = state.plan.fault_for(identifier)
-        if state.plan.rate_limit is not None and not state.plan.rate_limit.take():
-            return _error("ThrottlingException")
+        # PCS throttles before it looks at the request: a throttled call uses up no fault.
+        fault = state.plan.throttles(identifier) or state.plan.fault_for(identifier)
         if fault is not None:
             outcome = await _apply(fault, identifier)
             if outcome is not None:
@@ -202,21 +215,32 @@ def create_emulator(
             return _answer(
                 400, {"__type": "UnknownOperationException", "message": "Unknown operation"}
             )
-        state.calls[target.removeprefix(target_prefix)] += 1
+        name = target.removeprefix(target_prefix)
+        state.calls[name] += 1
+        entry: dict[str, Any] = {"operation": name, "at": time.time()}
+        state.log.append(entry)
         try:
             body = json.loads(await request.body() or b"{}")
         except ValueError:
-            return _answer(400, {"__type": "SerializationException", "message": "Invalid JSON"})
+            body = None
         if not isinstance(body, dict):
-            return _answer(400, {"__type": "SerializationException", "message": "Invalid JSON"})
-        return await operation(body)
+            answer = _answer(400, {"__type": "SerializationException", "message": "Invalid JSON"})
+        else:
+            entry["identifier"] = body.get("clusterIdentifier")
+            answer = await operation(body)
+        entry["status"] = "reset" if isinstance(answer, _Reset) else answer.status_code
+        entry["requestId"] = answer.headers.get("x-amzn-requestid")
+        return answer
 
     async def calls(request: Request) -> Response:
-        return JSONResponse({**state.calls, "identifiers": state.identifiers})
+        return JSONResponse(
+            {**state.calls, "identifiers": state.identifiers, "log": list(state.log)}
+        )
 
     async def reset(request: Request) -> Response:
         state.calls.clear()
         state.identifiers.clear()
+        state.log.clear()
         state.plan = FaultPlan()
         state.seed(json.loads(json.dumps(seeded)))
         return JSONResponse({"reset": True})
@@ -263,7 +287,7 @@ async def _apply(fault: Fault, identifier: str | None) -> Response | None:
     if fault.malformed:
         return _malformed(fault.malformed)
     if fault.error:
-        return _error(fault.error, identifier)
+        return _error(fault.error, identifier, fault.retry_after_seconds)
     return None
 
 

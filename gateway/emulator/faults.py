@@ -1,25 +1,38 @@
 """Faults the emulator injects: PCS errors, latency, throttling, resets and broken bodies.
 
-A fault plan is JSON, given at start in `PCS_EMULATOR_FAULTS` or posted to
+A fault plan is JSON, given at start in `PCS_EMULATOR_FAULTS` or put to
 `/_emulator/faults`:
 
     {"global": {"latencySeconds": 0.2},
-     "clusters": {"demo-active": {"error": "ThrottlingException"}},
+     "clusters": {"demo-active": {"error": "ThrottlingException", "times": 3},
+                  "demo-full": {"rateLimitPerSecond": 1}},
      "rateLimitPerSecond": 5}
 
 A fault has any of `error` (one of the six PCS exceptions' names, or any other code,
-which PCS would not send), `latencySeconds`, `reset` (the connection is cut mid-answer),
-`malformed` (`garbage`, `truncated` or `empty`), and `times` (how many calls it hits
-before it wears off; absent means for ever).
+which PCS would not send), `retryAfterSeconds` (what a ThrottlingException advises),
+`latencySeconds`, `reset` (the connection is cut mid-answer), `malformed` (`garbage`,
+`truncated` or `empty`), `rateLimitPerSecond` (calls above this rate are throttled) and
+`times` (how many calls it hits before it wears off; absent means for ever). The plan's own
+`rateLimitPerSecond` throttles all GetCluster calls together, as PCS's account quota does.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 MALFORMED_KINDS = frozenset({"garbage", "truncated", "empty"})
+FAULT_KEYS = frozenset(
+    {"error", "retryAfterSeconds", "latencySeconds", "reset", "malformed"}
+    | {"rateLimitPerSecond", "times"}
+)
+PLAN_KEYS = frozenset({"global", "clusters", "rateLimitPerSecond"})
+#: What an AWS error code looks like (`__type` after the `#`).
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,99}")
+#: How long PCS advises to wait when it throttles, unless a fault says otherwise.
+DEFAULT_RETRY_AFTER_SECONDS = 2
 
 # Identifiers that always answer with one PCS exception, for error screens.
 MAGIC_IDENTIFIERS = {
@@ -33,7 +46,39 @@ MAGIC_IDENTIFIERS = {
 
 
 class FaultPlanError(ValueError):
-    """A fault plan that cannot be followed."""
+    """A fault plan that cannot be followed; the message says which key is wrong."""
+
+
+def _number(raw: dict[str, Any], key: str, low: float, high: float) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise FaultPlanError(f"{key} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+@dataclass
+class RateLimit:
+    """A token bucket as PCS keeps per account: a burst of one second's calls, then the rate."""
+
+    per_second: float
+    tokens: float = 0.0
+    updated: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = max(1.0, self.per_second)
+
+    def take(self) -> bool:
+        """Whether a call may pass now (and count it)."""
+        now = time.monotonic()
+        burst = max(1.0, self.per_second)
+        self.tokens = min(burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 @dataclass
@@ -41,30 +86,46 @@ class Fault:
     """What goes wrong for one identifier, or for every call."""
 
     error: str | None = None
+    retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS
     latency_seconds: float = 0.0
     reset: bool = False
     malformed: str | None = None
+    rate_limit: RateLimit | None = None
     times: int | None = None
 
     @classmethod
     def parse(cls, raw: Any) -> Fault:
+        """A fault from its JSON form; raises FaultPlanError naming the bad key."""
         if not isinstance(raw, dict):
             raise FaultPlanError("a fault is a JSON object")
-        unknown = set(raw) - {"error", "latencySeconds", "reset", "malformed", "times"}
+        unknown = set(raw) - FAULT_KEYS
         if unknown:
             raise FaultPlanError(f"unknown fault keys: {sorted(unknown)}")
+        error = raw.get("error")
+        if error is not None and (not isinstance(error, str) or not _ERROR_CODE.fullmatch(error)):
+            raise FaultPlanError("error must be an error code such as ThrottlingException")
         malformed = raw.get("malformed")
         if malformed is not None and malformed not in MALFORMED_KINDS:
             raise FaultPlanError(f"malformed must be one of {sorted(MALFORMED_KINDS)}")
-        latency = float(raw.get("latencySeconds", 0.0))
-        if not 0 <= latency <= 600:
-            raise FaultPlanError("latencySeconds must be between 0 and 600")
-        times = raw.get("times")
+        reset = raw.get("reset", False)
+        if not isinstance(reset, bool):
+            raise FaultPlanError("reset must be true or false")
+        times = _number(raw, "times", 0, 1_000_000_000)
+        if times is not None and times != int(times):
+            raise FaultPlanError("times must be a whole number")
+        retry_after = _number(raw, "retryAfterSeconds", 0, 86_400)
+        if retry_after is not None and retry_after != int(retry_after):
+            raise FaultPlanError("retryAfterSeconds must be a whole number")
+        rate = _number(raw, "rateLimitPerSecond", 0.001, 100_000)
         return cls(
-            error=raw.get("error"),
-            latency_seconds=latency,
-            reset=bool(raw.get("reset", False)),
+            error=error,
+            retry_after_seconds=(
+                DEFAULT_RETRY_AFTER_SECONDS if retry_after is None else int(retry_after)
+            ),
+            latency_seconds=_number(raw, "latencySeconds", 0, 600) or 0.0,
+            reset=reset,
             malformed=malformed,
+            rate_limit=None if rate is None else RateLimit(rate),
             times=None if times is None else int(times),
         )
 
@@ -79,27 +140,6 @@ class Fault:
 
 
 @dataclass
-class RateLimit:
-    """A token bucket as PCS keeps per account: a burst of one second's calls, then the rate."""
-
-    per_second: float
-    tokens: float = 0.0
-    updated: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.per_second
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.per_second, self.tokens + (now - self.updated) * self.per_second)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
-@dataclass
 class FaultPlan:
     """Every fault in force."""
 
@@ -109,22 +149,33 @@ class FaultPlan:
 
     @classmethod
     def parse(cls, raw: Any) -> FaultPlan:
+        """A plan from its JSON form; raises FaultPlanError naming the bad key."""
         if not isinstance(raw, dict):
             raise FaultPlanError("a fault plan is a JSON object")
-        unknown = set(raw) - {"global", "clusters", "rateLimitPerSecond"}
+        unknown = set(raw) - PLAN_KEYS
         if unknown:
             raise FaultPlanError(f"unknown plan keys: {sorted(unknown)}")
         clusters = raw.get("clusters") or {}
         if not isinstance(clusters, dict):
             raise FaultPlanError("clusters maps identifiers to faults")
-        rate = raw.get("rateLimitPerSecond")
-        if rate is not None and not 0 < float(rate) <= 100_000:
-            raise FaultPlanError("rateLimitPerSecond must be positive")
+        rate = _number(raw, "rateLimitPerSecond", 0.001, 100_000)
         return cls(
             everywhere=Fault.parse(raw["global"]) if raw.get("global") else None,
             by_identifier={str(k): Fault.parse(v) for k, v in clusters.items()},
-            rate_limit=RateLimit(float(rate)) if rate is not None else None,
+            rate_limit=None if rate is None else RateLimit(rate),
         )
+
+    def throttles(self, identifier: str | None) -> Fault | None:
+        """The throttling answer for a call over a rate, if any (checked before other faults)."""
+        if self.rate_limit is not None and not self.rate_limit.take():
+            return Fault(
+                error="ThrottlingException", retry_after_seconds=_retry_after(self.rate_limit)
+            )
+        for fault in (self.by_identifier.get(identifier or ""), self.everywhere):
+            if fault is not None and fault.rate_limit is not None and not fault.rate_limit.take():
+                advice = _retry_after(fault.rate_limit)
+                return Fault(error="ThrottlingException", retry_after_seconds=advice)
+        return None
 
     def fault_for(self, identifier: str | None) -> Fault | None:
         """The fault that hits a call for this identifier, if any."""
@@ -138,3 +189,8 @@ class FaultPlan:
         if self.everywhere is not None and self.everywhere.use():
             return self.everywhere
         return None
+
+
+def _retry_after(rate_limit: RateLimit) -> int:
+    # The bucket refills one call in 1/rate seconds; whole seconds, as the model's Integer.
+    return max(1, round(1 / rate_limit.per_second))
