@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -13,7 +14,7 @@ from strawberry.types import ExecutionContext, Info
 from gateway.graphql import resolvers
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import ErrorContract, log_errors
-from gateway.graphql.types import Cluster
+from gateway.graphql.types import Cluster, DateTime
 
 
 @strawberry.type(description="Read AWS PCS clusters.")
@@ -89,7 +90,7 @@ def build_schema(
         StaleReport,
         ErrorContract,
     ]
-    return GatewaySchema(query=Query, extensions=chain)
+    return GatewaySchema(query=Query, extensions=chain, scalar_overrides={datetime: DateTime})
 
 
 def export_sdl() -> str:

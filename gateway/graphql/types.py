@@ -14,6 +14,18 @@ from gateway.pcs import cluster as pcs
 
 E = TypeVar("E", bound=Enum)
 
+#: The DateTime scalar, described for the people reading the schema.
+DateTime = strawberry.scalar(
+    datetime,
+    name="DateTime",
+    description=(
+        "A point in time: an ISO 8601 string with a UTC offset, "
+        "e.g. 2026-01-15T09:30:00+00:00. PCS reports its times in UTC."
+    ),
+    serialize=datetime.isoformat,
+    parse_value=datetime.fromisoformat,
+)
+
 UNKNOWN_DESCRIPTION = (
     "A value PCS added after this gateway was built; the raw value is in the sibling "
     "field ending in Raw."
@@ -28,7 +40,12 @@ def known(enum: type[E], raw: str) -> E:
         return enum["UNKNOWN"]
 
 
-@strawberry.enum(description="Lifecycle state of a cluster.")
+@strawberry.enum(
+    description=(
+        "Lifecycle state of a cluster as PCS reports it (provisioning state, not the health "
+        "of running jobs)."
+    )
+)
 class ClusterStatus(Enum):
     CREATING = strawberry.enum_value("CREATING", description="PCS is creating the cluster.")
     ACTIVE = strawberry.enum_value("ACTIVE", description="The cluster is ready for work.")
@@ -44,10 +61,14 @@ class ClusterStatus(Enum):
         "UPDATE_FAILED", description="An update failed; see errorInfo."
     )
     SUSPENDING = strawberry.enum_value(
-        "SUSPENDING", description="PCS is suspending the cluster's scheduler."
+        "SUSPENDING",
+        description="PCS is suspending the cluster because its scheduler version reached end of "
+        "life; the controller goes down and compute instances are terminated.",
     )
     SUSPENDED = strawberry.enum_value(
-        "SUSPENDED", description="The scheduler is suspended; no jobs run."
+        "SUSPENDED",
+        description="The cluster is suspended: its controller is down, no jobs run, and its "
+        "resources still count toward quotas.",
     )
     RESUMING = strawberry.enum_value("RESUMING", description="PCS is resuming a suspended cluster.")
     UNKNOWN = strawberry.enum_value("UNKNOWN", description=UNKNOWN_DESCRIPTION)
@@ -63,9 +84,15 @@ class SchedulerType(Enum):
     description="Size class of the cluster's controller: how many nodes and jobs it manages."
 )
 class ClusterSize(Enum):
-    SMALL = strawberry.enum_value("SMALL", description="Up to 32 compute nodes and 256 jobs.")
-    MEDIUM = strawberry.enum_value("MEDIUM", description="Up to 512 compute nodes and 8,192 jobs.")
-    LARGE = strawberry.enum_value("LARGE", description="Up to 2,048 compute nodes and 16,384 jobs.")
+    SMALL = strawberry.enum_value(
+        "SMALL", description="Up to 32 compute nodes and 256 jobs (running and queued)."
+    )
+    MEDIUM = strawberry.enum_value(
+        "MEDIUM", description="Up to 512 compute nodes and 8,192 jobs (running and queued)."
+    )
+    LARGE = strawberry.enum_value(
+        "LARGE", description="Up to 2,048 compute nodes and 16,384 jobs (running and queued)."
+    )
     UNKNOWN = strawberry.enum_value("UNKNOWN", description=UNKNOWN_DESCRIPTION)
 
 
@@ -85,8 +112,10 @@ class EndpointType(Enum):
 
 @strawberry.enum(description="IP family of the cluster's network.")
 class NetworkType(Enum):
-    IPV4 = strawberry.enum_value("IPV4", description="IPv4 only.")
-    IPV6 = strawberry.enum_value("IPV6", description="Dual stack: IPv4 and IPv6.")
+    IPV4 = strawberry.enum_value("IPV4", description="IPv4 only: endpoints have no ipv6Address.")
+    IPV6 = strawberry.enum_value(
+        "IPV6", description="Dual stack: endpoints have an IPv4 and an IPv6 address."
+    )
     UNKNOWN = strawberry.enum_value("UNKNOWN", description=UNKNOWN_DESCRIPTION)
 
 
@@ -112,7 +141,9 @@ class JobSubmitPluginType(Enum):
 
 @strawberry.type(description="The scheduler of a cluster.")
 class Scheduler:
-    version: str = strawberry.field(description="Scheduler version, e.g. 24.11 for Slurm.")
+    version: str = strawberry.field(
+        description="Scheduler version as PCS names it, e.g. 24.11 for Slurm 24.11."
+    )
 
     @strawberry.field(description="The scheduler; UNKNOWN for a kind added after this release.")
     def type(self, root: Parent[pcs.Scheduler]) -> SchedulerType:
@@ -126,7 +157,9 @@ class Scheduler:
 @strawberry.type(description="One Slurm parameter set by the cluster's owner.")
 class SlurmCustomSetting:
     parameter_name: str = strawberry.field(description="Parameter name, e.g. MaxJobCount.")
-    parameter_value: str = strawberry.field(description="Parameter value, as a string.")
+    parameter_value: str = strawberry.field(
+        description="Parameter value, always a string as it appears in the file, e.g. 10000."
+    )
 
 
 @strawberry.type(
@@ -136,7 +169,9 @@ class SlurmAuthKey:
     secret_arn: str = strawberry.field(
         description="ARN of the AWS Secrets Manager secret holding the key."
     )
-    secret_version: str = strawberry.field(description="Version of that secret in use.")
+    secret_version: str = strawberry.field(
+        description="Version id of that secret the cluster uses (not the secret's value)."
+    )
 
 
 @strawberry.type(description="Signing key of the Slurm REST API's JWTs: a secret reference.")
@@ -144,7 +179,9 @@ class JwtKey:
     secret_arn: str = strawberry.field(
         description="ARN of the AWS Secrets Manager secret holding the JWT key."
     )
-    secret_version: str = strawberry.field(description="Version of that secret in use.")
+    secret_version: str = strawberry.field(
+        description="Version id of that secret the cluster uses (not the secret's value)."
+    )
 
 
 @strawberry.type(description="JWT authentication of the Slurm REST API.")
@@ -277,7 +314,7 @@ class Endpoint:
     ipv6_address: str | None = strawberry.field(
         description="IPv6 address; null on IPv4-only clusters."
     )
-    port: str = strawberry.field(description="TCP port, as PCS sends it (a string).")
+    port: str = strawberry.field(description='TCP port, as PCS sends it: a string such as "6817".')
 
     @strawberry.field(description="Which daemon listens here; UNKNOWN for a newer kind.")
     def type(self, root: Parent[pcs.Endpoint]) -> EndpointType:
@@ -303,11 +340,13 @@ class Freshness:
         )
     )
 
-    @strawberry.field(description="When PCS sent this value.")
+    @strawberry.field(description="When the gateway received this value from PCS.")
     def fetched_at(self, root: Parent[ClusterAnswer]) -> datetime:
         return root.fetched_at_datetime
 
-    @strawberry.field(description="Seconds since PCS sent this value.")
+    @strawberry.field(
+        description="Seconds (to the millisecond) since the gateway received this value from PCS."
+    )
     def age_seconds(self, root: Parent[ClusterAnswer]) -> float:
         return round(root.age_seconds(), 3)
 
@@ -324,7 +363,10 @@ class Cluster:
     def id(self, root: Parent[ClusterAnswer]) -> strawberry.ID:
         return strawberry.ID(root.cluster.id)
 
-    @strawberry.field(description="Amazon Resource Name of the cluster.")
+    @strawberry.field(
+        description="Amazon Resource Name of the cluster "
+        "(arn:aws:pcs:<region>:<account>:cluster/<id>)."
+    )
     def arn(self, root: Parent[ClusterAnswer]) -> str:
         return root.cluster.arn
 
@@ -336,11 +378,13 @@ class Cluster:
     def status_raw(self, root: Parent[ClusterAnswer]) -> str:
         return root.cluster.status
 
-    @strawberry.field(description="When the cluster was created.")
+    @strawberry.field(description="When the cluster was created (PCS reports UTC).")
     def created_at(self, root: Parent[ClusterAnswer]) -> datetime:
         return root.cluster.created_at
 
-    @strawberry.field(description="When the cluster last changed.")
+    @strawberry.field(
+        description="When the cluster's settings or status last changed (PCS reports UTC)."
+    )
     def modified_at(self, root: Parent[ClusterAnswer]) -> datetime:
         return root.cluster.modified_at
 
