@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -22,6 +24,20 @@ AWS_TEST_ENVIRONMENT = {
     "AWS_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
+
+
+# What must never reach a client: a stack trace, a Python file or module path, the secret.
+_LEAKS = re.compile(
+    r"Traceback|\w\.py\b|\bgateway\.[a-z_]+|\b(?:botocore|aiobotocore|aiohttp|strawberry)\b|"
+    + re.escape(AWS_TEST_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"])
+)
+
+
+def assert_no_leaks(answer: Any) -> None:
+    """Fail when an answer carries a stack trace, a file or module path, or the AWS secret."""
+    text = json.dumps(answer)
+    found = _LEAKS.search(text)
+    assert found is None, f"an answer leaks {found.group()!r}: {text[:500]}"
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +72,10 @@ class Gateway:
         response = self.http.post(
             "/graphql", json={"query": query, "variables": variables or {}}, **kwargs
         )
-        return response.json()
+        answer = response.json()
+        # Every answer any test reads through here is checked for leaks.
+        assert_no_leaks(answer)
+        return answer
 
     @property
     def stats(self) -> Any:

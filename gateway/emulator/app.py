@@ -206,31 +206,34 @@ def create_emulator(
     operations = {"GetCluster": get_cluster, "ListClusters": list_clusters}
 
     async def protocol(request: Request) -> Response:
+        # Every request is logged, refused ones included; the counts are of accepted calls.
+        target = request.headers.get("x-amz-target", "")
+        name = target.removeprefix(target_prefix)
+        entry: dict[str, Any] = {"operation": name, "at": time.time()}
+        state.log.append(entry)
+        answer = await _serve(request, target, name, entry)
+        entry["status"] = "reset" if isinstance(answer, _Reset) else answer.status_code
+        entry["requestId"] = answer.headers.get("x-amzn-requestid")
+        return answer
+
+    async def _serve(request: Request, target: str, name: str, entry: dict[str, Any]) -> Response:
         refused = _check_signature(request)
         if refused is not None:
             return refused
-        target = request.headers.get("x-amz-target", "")
-        operation = operations.get(target.removeprefix(target_prefix))
+        operation = operations.get(name)
         if not target.startswith(target_prefix) or operation is None:
             return _answer(
                 400, {"__type": "UnknownOperationException", "message": "Unknown operation"}
             )
-        name = target.removeprefix(target_prefix)
         state.calls[name] += 1
-        entry: dict[str, Any] = {"operation": name, "at": time.time()}
-        state.log.append(entry)
         try:
             body = json.loads(await request.body() or b"{}")
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            answer = _answer(400, {"__type": "SerializationException", "message": "Invalid JSON"})
-        else:
-            entry["identifier"] = body.get("clusterIdentifier")
-            answer = await operation(body)
-        entry["status"] = "reset" if isinstance(answer, _Reset) else answer.status_code
-        entry["requestId"] = answer.headers.get("x-amzn-requestid")
-        return answer
+            return _answer(400, {"__type": "SerializationException", "message": "Invalid JSON"})
+        entry["identifier"] = body.get("clusterIdentifier")
+        return await operation(body)
 
     async def calls(request: Request) -> Response:
         return JSONResponse(

@@ -57,8 +57,9 @@ def code_of(exc: BaseException) -> str | None:
 def to_contract(error: GraphQLError) -> GraphQLError:
     """The error as clients see it: message, path, locations and extensions only."""
     cause = error.original_error
-    if cause is None:
-        # Parsing and validation errors: their messages speak of the document only.
+    if cause is None or _is_request_error(error):
+        # Parsing, validation and variable errors: their messages speak of the document
+        # and the variables the client sent, nothing of the server.
         code = (error.extensions or {}).get("code") or (
             "GRAPHQL_PARSE_FAILED"
             if error.message.startswith("Syntax Error")
@@ -78,6 +79,11 @@ def to_contract(error: GraphQLError) -> GraphQLError:
     else:
         message = str(cause)
     return _rebuild(error, message, extensions)
+
+
+def _is_request_error(error: GraphQLError) -> bool:
+    """A failure of the document or its variables (graphql-core's own), not of a field."""
+    return error.path is None and isinstance(error.original_error, GraphQLError)
 
 
 def _rebuild(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
@@ -101,7 +107,7 @@ def log_errors(errors_: list[GraphQLError]) -> None:
     """
     for error in errors_:
         cause = error.original_error
-        if cause is None:
+        if cause is None or _is_request_error(error):
             continue
         code = code_of(cause)
         if code is None:
