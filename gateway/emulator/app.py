@@ -161,9 +161,10 @@ def create_emulator(
     state = EmulatorState()
     seeded = list(demo_clusters() if clusters is None else clusters)
     state.seed(json.loads(json.dumps(seeded)))
-    plan_source = faults if faults is not None else _plan_from_environment()
-    if plan_source:
-        state.plan = FaultPlan.parse(plan_source)
+    if faults is not None:
+        state.plan = FaultPlan.parse(faults)
+    else:
+        state.plan = _plan_from_environment()
     pattern = re.compile(identifier_pattern())
     target_prefix = load_model()["metadata"]["targetPrefix"] + "."
 
@@ -322,12 +323,14 @@ def _check_signature(request: Request) -> Response | None:
     return None
 
 
-def _plan_from_environment() -> dict[str, Any] | None:
+def _plan_from_environment() -> FaultPlan:
+    """The plan in PCS_EMULATOR_FAULTS; a bad one raises FaultPlanError naming the variable."""
     raw = os.environ.get(FAULTS_VARIABLE)
     if not raw:
-        return None
+        return FaultPlan()
     try:
-        plan: dict[str, Any] = json.loads(raw)
+        return FaultPlan.parse(json.loads(raw))
     except ValueError as exc:
-        raise FaultPlanError(f"{FAULTS_VARIABLE} is not JSON") from exc
-    return plan
+        # FaultPlanError is a ValueError, and so is json's JSONDecodeError.
+        reason = str(exc) if isinstance(exc, FaultPlanError) else "not JSON"
+        raise FaultPlanError(f"{FAULTS_VARIABLE}: {reason}") from None
