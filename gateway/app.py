@@ -27,6 +27,7 @@ from gateway.cache import CacheStats, CacheStore
 from gateway.clusters import ClusterService
 from gateway.config import Settings
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
+from gateway.graphiql import GraphiQLPage
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import to_contract
 from gateway.graphql.schema import build_schema
@@ -59,6 +60,7 @@ class GatewayState:
     demo_endpoint: str | None = None
     metrics: Metrics | None = None
     client: PcsClient | None = None
+    graphiql: GraphiQLPage | None = None
 
 
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
@@ -83,6 +85,12 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             response=response,
             deadline=time.monotonic() + settings.request_deadline_seconds,
         )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """The gateway's GraphiQL page (local assets, strict CSP) instead of Strawberry's."""
+        if self.state.graphiql is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        return self.state.graphiql.render(request)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -150,6 +158,11 @@ def create_app(settings: Settings) -> Starlette:
         allow_queries_via_get=True,
     )
 
+    async def graphiql_asset(request: Request) -> Response:
+        if state.graphiql is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        return state.graphiql.asset(request)
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -200,6 +213,13 @@ def create_app(settings: Settings) -> Starlette:
                     upstream_families(client.limiter, client.breaker),
                 )
             )
+            if settings.graphiql_enabled:
+                state.graphiql = GraphiQLPage.load(
+                    settings.graphiql_assets_dir,
+                    demo=settings.demo,
+                    headers=settings.graphiql_default_headers,
+                )
+                log.info(state.graphiql.describe())
             state.ready = True
             log.info(
                 "gateway ready: PCS at %s, cache %s%s",
@@ -220,6 +240,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
+            Route("/graphql/assets/{path:path}", graphiql_asset, methods=["GET"]),
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),

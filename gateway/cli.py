@@ -1,10 +1,11 @@
-"""The `pcs-gateway` command: serve, emulator, export-schema."""
+"""The `pcs-gateway` command: serve, emulator, export-schema, graphiql-assets."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -59,6 +60,19 @@ def _export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graphiql_assets_download(args: argparse.Namespace) -> int:
+    from gateway.graphiql.assets import AssetError
+    from gateway.graphiql.download import download
+
+    try:
+        download(Path(args.dir), registry=args.registry)
+    except AssetError as exc:
+        print(f"pcs-gateway graphiql-assets: {exc}", file=sys.stderr)
+        return 1
+    print(f"GraphiQL assets ready in {args.dir}: set PCS_GATEWAY_GRAPHIQL_ASSETS_DIR={args.dir}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line of DESIGN.md."""
     root = argparse.ArgumentParser(
@@ -76,6 +90,18 @@ def parser() -> argparse.ArgumentParser:
     emulator.set_defaults(run=_emulator)
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.set_defaults(run=_export_schema)
+    assets = commands.add_parser("graphiql-assets", help="GraphiQL's pinned scripts and styles")
+    assets_commands = assets.add_subparsers(dest="assets_command", required=True)
+    fetch = assets_commands.add_parser(
+        "download", help="fetch the pinned npm tarballs, verify them, unpack into DIR"
+    )
+    fetch.add_argument("dir", metavar="DIR", help="folder for PCS_GATEWAY_GRAPHIQL_ASSETS_DIR")
+    fetch.add_argument(
+        "--registry",
+        default="https://registry.npmjs.org",
+        help="npm registry or mirror (default https://registry.npmjs.org)",
+    )
+    fetch.set_defaults(run=_graphiql_assets_download)
     return root
 
 

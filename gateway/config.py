@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -37,6 +38,17 @@ class Settings(BaseSettings):
     graphiql: bool | None = Field(
         None,
         description="Serve GraphiQL to browsers; default on in development, off in production.",
+    )
+    # GraphiQL: where its scripts come from, what its header editor starts with.
+    graphiql_assets_dir: Path | None = Field(
+        None,
+        description="Folder made by `pcs-gateway graphiql-assets download`: GraphiQL's scripts "
+        "and styles are served from it. Unset: the page loads them from the public CDN.",
+    )
+    graphiql_default_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers the GraphiQL header editor starts with, as JSON, "
+        'e.g. {"X-API-Key": ""}.',
     )
 
     cache_url: str = Field(
