@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from cross_web.exceptions import HTTPException  # what Strawberry raises to refuse a request
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
@@ -29,7 +31,7 @@ from gateway.config import Settings
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.context import GatewayContext
-from gateway.graphql.errors import to_contract
+from gateway.graphql.errors import request_refusal, to_contract
 from gateway.graphql.schema import build_schema
 from gateway.metrics import (
     CONTENT_TYPE,
@@ -94,6 +96,17 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry's refusals (body not JSON, no query...) as GraphQL error documents."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            response = JSONResponse(request_refusal(exc.status_code, exc.reason), exc.status_code)
+        await response(scope, receive, send)
 
     async def process_result(
         self, request: Request, result: ExecutionResult

@@ -289,3 +289,40 @@ def test_get_requests_follow_the_same_status_rules(gateway: Gateway, identifier:
     )
     assert good.status_code == 200
     assert "cluster" in good.json()["data"]
+
+
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        {"content": b"{ clusters }", "headers": {"content-type": "text/plain"}},
+        {"json": {"variables": {}}},
+        {"json": {"query": 5}},
+        {"json": {"query": '{ cluster(identifier: "x") { name } }', "operationName": "N"}},
+    ],
+    ids=["body-not-json", "unsupported-type", "no-query", "query-not-a-string", "unknown-name"],
+)
+def test_requests_refused_before_graphql_runs_get_a_graphql_error_document(
+    gateway: Gateway, emulator: Emulator, request_kwargs: dict[str, Any]
+) -> None:
+    response = gateway.http.post("/graphql", **request_kwargs)
+    assert response.status_code == 400
+    body = response.json()
+    assert_no_leaks(body)
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert error["message"]
+    assert emulator.calls() == 0
+
+
+def test_mutations_over_get_are_refused_as_a_request_error(gateway: Gateway) -> None:
+    response = gateway.http.get("/graphql", params={"query": "mutation { x }"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [
+            {
+                "message": "mutations are not allowed when using GET",
+                "extensions": {"code": "BAD_REQUEST"},
+            }
+        ]
+    }

@@ -33,6 +33,20 @@ CODES: dict[type[Exception], str] = {
 INTERNAL = "INTERNAL_SERVER_ERROR"
 INTERNAL_MESSAGE = "Unexpected error."
 
+#: Requests refused before any GraphQL runs (body not JSON, no query...), by HTTP status.
+HTTP_REQUEST_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def request_refusal(status: int, reason: str) -> dict[str, Any]:
+    """A GraphQL error document for a request refused before execution; `reason` is fixed text."""
+    code = HTTP_REQUEST_ERROR_CODES.get(status, "BAD_REQUEST")
+    return {"errors": [{"message": reason, "extensions": {"code": code}}]}
+
 
 class GatewayError(Exception):
     """An error the gateway raises itself, with its own code and a message fit for clients."""
