@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -247,3 +249,12 @@ def test_the_call_log_records_every_call_with_its_outcome(fresh: Emulator) -> No
     fresh.faults(None)
     fresh.reset()
     assert fresh.http.get("/_emulator/calls").json()["log"] == []
+
+
+def test_the_readme_fault_example_is_a_valid_plan(fresh: Emulator) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(r"_emulator/faults -d '(\{.*?\})'", readme, re.DOTALL)
+    assert found is not None
+    response = fresh.http.put("/_emulator/faults", content=found.group(1))
+    assert response.status_code == 200
+    assert error_code(get_cluster(fresh.url, "demo-active")) == "ThrottlingException"
