@@ -84,7 +84,8 @@ class Settings(BaseSettings):
         50, ge=1, le=1000, description="Connections the PCS client keeps open at most."
     )
     pcs_connect_timeout_seconds: Seconds = Field(2.0, description="Connect timeout for PCS calls.")
-    pcs_read_timeout_seconds: Seconds = Field(5.0, description="Read timeout for PCS calls.")
+    # Well under the request deadline, so a retry can still answer the request that waits.
+    pcs_read_timeout_seconds: Seconds = Field(2.0, description="Read timeout for PCS calls.")
     pcs_retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
         "standard", description="botocore retry mode for throttling and 5xx answers."
     )

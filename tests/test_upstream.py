@@ -78,6 +78,20 @@ def test_the_deadline_covers_the_sdk_retries(
     assert time.monotonic() - started < 0.6 + MARGIN
 
 
+def test_a_retry_after_a_read_timeout_answers_within_the_deadline(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(
+        request_deadline_seconds=3, pcs_read_timeout_seconds=0.3, pcs_max_attempts=3
+    )
+    emulator.faults({"clusters": {"demo-active": {"latencySeconds": 2, "times": 1}}})
+    started = time.monotonic()
+    answer = gateway.query(QUERY, {"i": "demo-active"})
+    assert answer == {"data": {"cluster": {"name": "demo-active"}}}
+    assert time.monotonic() - started < 3
+    assert emulator.calls() == 2
+
+
 def test_a_slow_cluster_in_a_batch_fails_only_its_own_index(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
