@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Program on PATH -> Debian package that provides it. Tests fail, not skip, without them.
-DEBIAN_PACKAGES = {"redis-server": "redis-server"}
+DEBIAN_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium"}
 
 
 def run(*args: str) -> None:

@@ -11,9 +11,10 @@ _PACKAGED = Path(__file__).parent / "examples"
 _SOURCE = Path(__file__).resolve().parent.parent.parent / "schema" / "examples"
 
 OPENING_DEMO = """\
-# A cluster of the built-in demo emulator. Press the run button (or Ctrl-Enter).
-# The tabs hold the example operations; the Explorer (left) builds queries by clicking,
-# the Docs (left) describe every type and field.
+# A cluster of the built-in demo emulator.
+# Run: the pink button, or Ctrl-Enter.
+# The tabs above hold the example operations;
+# Explorer and Docs are in the bar on the left.
 query DemoCluster {
   cluster(identifier: "demo-full") {
     name
@@ -22,16 +23,20 @@ query DemoCluster {
     size
     createdAt
     scheduler { type version }
-    slurmConfiguration { slurmRest { mode } accounting { mode defaultPurgeTimeInDays } }
+    slurmConfiguration {
+      slurmRest { mode }
+      accounting { mode defaultPurgeTimeInDays }
+    }
     endpoints { type privateIpAddress port }
   }
 }
 """
 
 OPENING = """\
-# One cluster by name or id: set it under Variables below, then press the run button
-# (or Ctrl-Enter). The tabs hold the example operations; the Explorer (left) builds
-# queries by clicking, the Docs (left) describe every type and field.
+# One cluster by name or id: set it under Variables.
+# Run: the pink button, or Ctrl-Enter.
+# The tabs above hold the example operations;
+# Explorer and Docs are in the bar on the left.
 query Cluster($identifier: String!) {
   cluster(identifier: $identifier) {
     name

@@ -16,7 +16,6 @@ E = TypeVar("E", bound=Enum)
 
 #: The DateTime scalar, described for the people reading the schema.
 DateTime = strawberry.scalar(
-    datetime,
     name="DateTime",
     description=(
         "A point in time: an ISO 8601 string with a UTC offset, "
