@@ -117,6 +117,8 @@ def test_a_bad_plan_at_start_stops_start_up_naming_the_variable(
         ({"clusters": {"demo-active": {"times": 1.5}}}, "times"),
         ({"clusters": {"demo-active": {"retryAfterSeconds": -2}}}, "retryAfterSeconds"),
         ({"rateLimitPerSecond": 0}, "rateLimitPerSecond"),
+        ({"clusters": {"demo-active": {"httpStatus": 503}}}, "httpStatus"),
+        ({"global": {"error": "InternalServerException", "httpStatus": 200}}, "httpStatus"),
         ({"clusters": ["demo-active"]}, "clusters"),
     ],
 )
@@ -160,6 +162,13 @@ def test_error_statuses_follow_the_model() -> None:
     assert error_status("ThrottlingException") == 400
     assert error_status("ResourceNotFoundException") == 400
     assert error_status("ShinyNewException") == 400
+
+
+def test_an_error_can_be_sent_with_another_status(fresh: Emulator) -> None:
+    fresh.faults({"global": {"error": "ServiceUnavailableException", "httpStatus": 503}})
+    response = get_cluster(fresh.url, "demo-active")
+    assert response.status_code == 503
+    assert error_code(response) == "ServiceUnavailableException"
 
 
 def test_a_fault_wears_off_after_its_times(fresh: Emulator) -> None:

@@ -204,6 +204,21 @@ def test_an_error_code_pcs_does_not_define_is_upstream_unavailable_with_its_code
     assert "UnknownPcsError ShinyNewException" in record.getMessage()
 
 
+def test_a_5xx_with_a_code_pcs_does_not_define_is_retried_and_upstream_unavailable(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(pcs_max_attempts=3)
+    emulator.faults({"global": {"error": "ServiceUnavailableException", "httpStatus": 503}})
+    error = failing(gateway)
+    assert error["extensions"] == {
+        "code": "UPSTREAM_UNAVAILABLE",
+        "awsErrorCode": "ServiceUnavailableException",
+        "requestId": last_request_id(emulator),
+    }
+    assert error["message"] == "PCS failed to answer."
+    assert emulator.calls() == 3
+
+
 def test_a_read_timeout_is_upstream_unavailable(
     start_gateway: GatewayFactory, emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -120,9 +120,13 @@ def _answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = 
 
 
 def _error(
-    code: str, identifier: str | None = None, retry_after: int = DEFAULT_RETRY_AFTER_SECONDS
+    code: str,
+    identifier: str | None = None,
+    retry_after: int = DEFAULT_RETRY_AFTER_SECONDS,
+    status: int | None = None,
 ) -> Response:
-    return _answer(error_status(code), _error_body(code, identifier, retry_after))
+    body = _error_body(code, identifier, retry_after)
+    return _answer(status or error_status(code), body)
 
 
 class _Reset(Response):
@@ -291,7 +295,7 @@ async def _apply(fault: Fault, identifier: str | None) -> Response | None:
     if fault.malformed:
         return _malformed(fault.malformed)
     if fault.error:
-        return _error(fault.error, identifier, fault.retry_after_seconds)
+        return _error(fault.error, identifier, fault.retry_after_seconds, fault.http_status)
     return None
 
 

@@ -9,11 +9,13 @@ A fault plan is JSON, given at start in `PCS_EMULATOR_FAULTS` or put to
      "rateLimitPerSecond": 5}
 
 A fault has any of `error` (one of the six PCS exceptions' names, or any other code,
-which PCS would not send), `retryAfterSeconds` (what a ThrottlingException advises),
-`latencySeconds`, `reset` (the connection is cut mid-answer), `malformed` (`garbage`,
-`truncated` or `empty`), `rateLimitPerSecond` (calls above this rate are throttled) and
-`times` (how many calls it hits before it wears off; absent means for ever). The plan's own
-`rateLimitPerSecond` throttles all GetCluster calls together, as PCS's account quota does.
+which PCS would not send), `httpStatus` (the status to send it with, instead of the one the
+model implies: an AWS front end may answer 503 ServiceUnavailableException),
+`retryAfterSeconds` (what a ThrottlingException advises), `latencySeconds`, `reset` (the
+connection is cut mid-answer), `malformed` (`garbage`, `truncated` or `empty`),
+`rateLimitPerSecond` (calls above this rate are throttled) and `times` (how many calls it
+hits before it wears off; absent means for ever). The plan's own `rateLimitPerSecond`
+throttles all GetCluster calls together, as PCS's account quota does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 MALFORMED_KINDS = frozenset({"garbage", "truncated", "empty"})
 FAULT_KEYS = frozenset(
-    {"error", "retryAfterSeconds", "latencySeconds", "reset", "malformed"}
+    {"error", "httpStatus", "retryAfterSeconds", "latencySeconds", "reset", "malformed"}
     | {"rateLimitPerSecond", "times"}
 )
 PLAN_KEYS = frozenset({"global", "clusters", "rateLimitPerSecond"})
@@ -86,6 +88,7 @@ class Fault:
     """What goes wrong for one identifier, or for every call."""
 
     error: str | None = None
+    http_status: int | None = None
     retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS
     latency_seconds: float = 0.0
     reset: bool = False
@@ -113,12 +116,16 @@ class Fault:
         times = _number(raw, "times", 0, 1_000_000_000)
         if times is not None and times != int(times):
             raise FaultPlanError("times must be a whole number")
+        status = _number(raw, "httpStatus", 400, 599)
+        if status is not None and (status != int(status) or error is None):
+            raise FaultPlanError("httpStatus must be a whole number from 400 to 599, with error")
         retry_after = _number(raw, "retryAfterSeconds", 0, 86_400)
         if retry_after is not None and retry_after != int(retry_after):
             raise FaultPlanError("retryAfterSeconds must be a whole number")
         rate = _number(raw, "rateLimitPerSecond", 0.001, 100_000)
         return cls(
             error=error,
+            http_status=None if status is None else int(status),
             retry_after_seconds=(
                 DEFAULT_RETRY_AFTER_SECONDS if retry_after is None else int(retry_after)
             ),
