@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from graphql.error import GraphQLError
 
-from gateway.graphql.errors import CODES
+from gateway.graphql.errors import CODES, log_errors, to_contract
 from tests.conftest import AWS_TEST_ENVIRONMENT, Gateway, GatewayFactory
 from tests.servers import Emulator, free_port
 
@@ -362,3 +363,22 @@ def test_the_readme_error_table_lists_every_code() -> None:
     assert {"INTERNAL_SERVER_ERROR", "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"} <= (
         documented
     )
+
+
+def test_an_unexpected_cause_is_masked_and_logged_with_its_stack(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    leaky = RuntimeError(
+        f"boom in /srv/gateway/x.py with {AWS_TEST_ENVIRONMENT['AWS_SECRET_ACCESS_KEY']}"
+    )
+    error = GraphQLError("boom", path=["cluster"], original_error=leaky)
+    log_errors([error])
+    public = to_contract(error).formatted
+    assert public == {
+        "message": "Unexpected error.",
+        "path": ["cluster"],
+        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+    }
+    (record,) = [r for r in caplog.records if r.name == "gateway.graphql"]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None and record.exc_info[1] is leaky
