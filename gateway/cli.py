@@ -25,6 +25,15 @@ def _serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"pcs-gateway: {exc}", file=sys.stderr)
         return 2
+    if settings.graphiql_enabled and settings.graphiql_assets_dir is not None:
+        # Checked before listening, so a bad folder is one line, not a start-up traceback.
+        from gateway.graphiql import AssetError, GraphiQLPage
+
+        try:
+            GraphiQLPage.load(settings.graphiql_assets_dir)
+        except AssetError as exc:
+            print(f"pcs-gateway: {exc}", file=sys.stderr)
+            return 2
     from gateway.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -23,7 +23,14 @@ from starlette.routing import Route
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.graphiql.assets import CDN_URL, PACKAGES, AssetError, pinned_files, sri
+from gateway.graphiql.assets import (
+    CDN_URL,
+    PACKAGES,
+    AssetError,
+    load_folder,
+    pinned_files,
+    sri,
+)
 from gateway.graphiql.download import download
 from tests.conftest import Gateway, GatewayFactory
 from tests.servers import ServerThread
@@ -291,9 +298,25 @@ def test_graphiql_is_off_in_production(start_gateway: GatewayFactory) -> None:
     }
 
 
-def test_gzip_body_is_the_same_file() -> None:
+def test_the_gzip_body_is_the_same_file() -> None:
     folder = downloaded_assets()
-    from gateway.graphiql.assets import load_folder
-
     for name, asset in load_folder(folder).items():
         assert gzip.decompress(asset.gzipped) == (folder / name).read_bytes()
+
+
+def test_serve_with_a_missing_assets_folder_exits_2_with_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    env = {**os.environ, "PCS_GATEWAY_GRAPHIQL_ASSETS_DIR": str(missing)}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--demo", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"pcs-gateway: PCS_GATEWAY_GRAPHIQL_ASSETS_DIR: {missing}: not a folder; "
+        f"run `pcs-gateway graphiql-assets download {missing}`"
+    ]

@@ -165,7 +165,7 @@ def verified(folder: Path, name: str, file: AssetFile) -> bytes:
 def load_folder(folder: Path) -> dict[str, Asset]:
     """Every pinned file from a folder made by `graphiql-assets download`, verified."""
     if not folder.is_dir():
-        raise AssetError(f"{folder.name or folder}: not a folder")
+        raise AssetError(f"{folder}: not a folder")
     return {
         name: Asset.of(name, verified(folder, name, file), file.integrity)
         for name, file in pinned_files()
