@@ -121,7 +121,12 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        route = path if path in KNOWN_ROUTES or path.startswith("/graphiql") else "other"
+        if path in KNOWN_ROUTES:
+            route = path
+        elif path.startswith("/graphql/assets/"):
+            route = "/graphql/assets"
+        else:
+            route = "other"
         status = 500
         started = time.perf_counter()
 
