@@ -340,3 +340,18 @@ def test_mutations_over_get_are_refused_as_a_request_error(gateway: Gateway) -> 
             }
         ]
     }
+
+
+def test_an_unknown_4xx_keeps_the_breaker_closed_and_an_unknown_5xx_opens_it(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(breaker_failure_threshold=2, pcs_max_attempts=1)
+    breaker = gateway.app.state.gateway.client.breaker
+    emulator.faults({"global": {"error": "ShinyNewException"}})
+    for name in ("demo-active", "demo-creating", "demo-updating"):
+        failing(gateway, name)
+    assert breaker.opened == 0
+    emulator.faults({"global": {"error": "ShinyNewException", "httpStatus": 502}})
+    for name in ("demo-deleting", "demo-full"):
+        failing(gateway, name)
+    assert breaker.opened == 1

@@ -111,10 +111,12 @@ class GatewayCredentialsError(PcsError):
 
 
 class UnknownPcsError(PcsError):
-    """PCS answered with an error code its service model does not define."""
+    """PCS answered (4xx) with an error code its service model does not define.
+
+    PCS answered, so the breaker counts it as healthy; an unknown 5xx is UpstreamUnavailable.
+    """
 
     serve_stale = True
-    upstream_failure = True
 
 
 BY_SHAPE: dict[str, type[PcsError]] = {
