@@ -6,7 +6,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from gateway import cache
+from gateway.answers import FACTS_KEY, AnswerCache, answer_families
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.cache import CacheStats, CacheStore
 from gateway.clusters import ClusterService
@@ -78,15 +79,17 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         if self.state.service is None:
             raise RuntimeError("the gateway is not started")
         settings = self.state.settings
-        if isinstance(request, Request):
-            request.state.graphql_response = response
-        return GatewayContext(
+        context = GatewayContext(
             service=self.state.service,
             settings=settings,
             request=request,
             response=response,
             deadline=time.monotonic() + settings.request_deadline_seconds,
         )
+        if isinstance(request, Request):
+            request.state.graphql_response = response
+            request.state.graphql_context = context
+        return context
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """The gateway's GraphiQL page (local assets, strict CSP) instead of Strawberry's."""
@@ -139,6 +142,14 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             answer["errors"] = [e.formatted for e in errors_]
         if result.extensions:
             answer["extensions"] = result.extensions
+        context: GatewayContext | None = getattr(request.state, "graphql_context", None)
+        if context is not None and not errors_:
+            # For the answer cache in front: the clusters this answer holds, and whether
+            # it may be reused (not stale, not refreshed, nothing in extensions).
+            facts = context.answer_facts()
+            if facts is not None:
+                facts.reusable = facts.reusable and not result.extensions
+                request.scope.setdefault("state", {})[FACTS_KEY] = facts
         return answer
 
     def create_response(
@@ -160,8 +171,8 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         return response
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The gateway as an ASGI application."""
+def create_app(settings: Settings) -> AnswerCache:
+    """The gateway as an ASGI application: the answer cache in front of Starlette."""
     state = GatewayState(settings=settings)
     metrics = Metrics()
     state.metrics = metrics
@@ -262,7 +273,31 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.gateway = state
-    return app
+    answers = AnswerCache(
+        app,
+        max_entries=settings.answer_cache_max_entries,
+        max_bytes=settings.answer_cache_max_bytes,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    metrics.watch(lambda: answer_families(answers))
+    answers.observers.append(_count_in(metrics))
+    return answers
+
+
+def _count_in(metrics: Metrics) -> Callable[[Scope, int, float], None]:
+    """Counts answers from the answer cache as the HTTP metrics count every other request."""
+    requests: dict[tuple[str, int], Any] = {}
+    latency = metrics.latency.labels("/graphql")
+
+    def count(scope: Scope, status: int, seconds: float) -> None:
+        key = (scope["method"], status)
+        counter = requests.get(key)
+        if counter is None:
+            counter = requests[key] = metrics.requests.labels("/graphql", key[0], str(status))
+        counter.inc()
+        latency.observe(seconds)
+
+    return count
 
 
 __all__ = ["GatewayState", "create_app", "orjson"]

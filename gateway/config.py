@@ -115,6 +115,20 @@ class Settings(BaseSettings):
         10.0, description="How long the open breaker keeps calls from PCS before one probe."
     )
 
+    # Answer cache: repeated operations answered with their encoded bytes.
+    answer_cache_max_entries: int = Field(
+        10_000,
+        ge=0,
+        le=1_000_000,
+        description="Answers of repeated queries kept in memory; 0 turns the answer cache off.",
+    )
+    answer_cache_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=16 * 1024 * 1024 * 1024,
+        description="Bytes the answer cache holds at most (bodies and headers).",
+    )
+
     max_body_bytes: int = Field(
         65_536, ge=1024, le=10_000_000, description="Largest request body; larger ones get 413."
     )

@@ -66,7 +66,9 @@ async def test_a_burst_of_200_requests_over_10_identifiers_makes_10_calls(
     assert [a["data"]["cluster"]["name"] for a in answers] == identifiers
     assert emulator.calls() == 10
     assert sorted(emulator.identifiers()) == sorted(STATUS_CLUSTERS)
-    assert gateway.stats.coalesced_waits + gateway.stats.hits == 190
+    # The answer cache in front answers some of the repeats before the cluster cache sees them.
+    answered_in_front = gateway.app.stats.hits
+    assert gateway.stats.coalesced_waits + gateway.stats.hits + answered_in_front == 190
 
 
 def test_a_repeat_within_the_ttl_makes_no_call(

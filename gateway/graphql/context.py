@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from gateway.answers import AnswerFacts
 from gateway.clusters import ClusterAnswer, ClusterService
 from gateway.config import Settings
 
@@ -28,3 +30,21 @@ class GatewayContext:
     volatile: bool = False
     #: time.monotonic() past which fields still waiting for PCS fail.
     deadline: float = field(default_factory=lambda: time.monotonic() + 5.0)
+    #: Cluster ids in a query's answer and when PCS sent them; empty: nothing to reuse.
+    clusters: dict[str, float] = field(default_factory=dict)
+    #: The earliest time (time.time()) one of those clusters stops being fresh.
+    fresh_until: float = math.inf
+    #: Each ageSeconds field resolved: (response key, fetched_at, value).
+    ages: list[tuple[str, float, float]] = field(default_factory=list)
+
+    def note_answer(self, answer: ClusterAnswer) -> None:
+        """Record a cluster a query's answer is built from, for the answer cache."""
+        self.clusters[answer.cluster.id] = answer.fetched_at
+        self.fresh_until = min(self.fresh_until, answer.fresh_until)
+
+    def answer_facts(self) -> AnswerFacts | None:
+        """What the answer cache needs of an answer without errors; None: nothing to learn."""
+        if not self.clusters:
+            return None
+        reusable = not self.volatile and not self.stale
+        return AnswerFacts(reusable, self.fresh_until, self.clusters, self.ages)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
+from graphql import OperationType
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
@@ -26,7 +27,7 @@ async def cluster(
         answer = await _within_deadline(context, context.service.get(identifier, refresh=True))
     else:
         answer = await _within_deadline(context, _loader(context).load(identifier))
-    _note_stale(info, answer)
+    _note(info, answer)
     return answer
 
 
@@ -51,7 +52,7 @@ async def _one(
     index: int,
 ) -> ClusterAnswer | None:
     answer = await _within_deadline(info.context, loader.load(identifier))
-    _note_stale(info, answer, index)
+    _note(info, answer, index)
     return answer
 
 
@@ -87,9 +88,12 @@ def _loader(context: GatewayContext) -> DataLoader[str, ClusterAnswer]:
     return context.loader
 
 
-def _note_stale(
+def _note(
     info: Info[GatewayContext, None], answer: ClusterAnswer, index: int | None = None
 ) -> None:
+    # Only a query's answer may be reused; a mutation's never is.
+    if info.operation.operation is OperationType.QUERY:
+        info.context.note_answer(answer)
     if not answer.stale:
         return
     path: list[Any] = list(info.path.as_list())

@@ -346,8 +346,13 @@ class Freshness:
     @strawberry.field(
         description="Seconds (to the millisecond) since the gateway received this value from PCS."
     )
-    def age_seconds(self, root: Parent[ClusterAnswer]) -> float:
-        return round(root.age_seconds(), 3)
+    def age_seconds(self, root: Parent[ClusterAnswer], info: strawberry.Info) -> float:
+        age = round(root.age_seconds(), 3)
+        # The answer cache restates it when it reuses the answer.
+        ages = getattr(info.context, "ages", None)
+        if ages is not None:
+            ages.append((info.path.key, root.fetched_at, age))
+        return age
 
 
 @strawberry.type(description="An AWS PCS cluster: a Slurm controller and its settings.")

@@ -1,0 +1,432 @@
+"""The answer cache: a repeated GraphQL operation answered with its encoded bytes.
+
+A plain ASGI layer in front of Starlette. A request for `/graphql` whose exact method,
+query string, body and headers (credentials included) were answered before, while every
+cluster in that answer is still fresh and the caller's authentication has not expired,
+is answered with the stored status, headers and body: no routing, no Request object, no
+GraphQL work. Anything else passes on, and its answer is stored on the way out when the
+GraphQL layer marked it reusable (see `AnswerFacts`).
+
+What is never stored: answers with errors or extensions (a stale mark, for one), answers
+that depend on the moment (`refresh`), operations other than queries, responses other
+than 200 or that set a cookie, and requests the inner layers refused. An entry is keyed
+on a digest, never on the credential bytes themselves, and holds the partition of the
+caller it was built for. Each replica keeps its own entries: their freshness is the
+freshness of the cluster entries they were built from, so with Redis as the shared
+cluster cache an answer is never older than the cluster cache of this process would serve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from starlette.applications import Starlette
+from starlette.datastructures import State
+from starlette.routing import Router
+from starlette.types import Message, Receive, Scope, Send
+
+#: Where the GraphQL layer leaves an answer's `AnswerFacts` in `scope["state"]`.
+FACTS_KEY = "answer_facts"
+#: Where the authentication layer leaves the caller (`.partition`, `.expires_at`).
+CALLER_KEY = "caller"
+
+#: Request headers that never change an answer: left out of the key so that, e.g., a
+#: client's own request id does not make every request a miss.
+IGNORED_REQUEST_HEADERS = frozenset(
+    {
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"user-agent",
+        b"referer",
+        b"x-request-id",
+        b"traceparent",
+        b"tracestate",
+    }
+)
+#: Response headers made afresh for every request, never replayed from an entry.
+PER_REQUEST_HEADERS = frozenset({b"content-length", b"date", b"server", b"x-request-id"})
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+@dataclass(slots=True)
+class AnswerFacts:
+    """What the GraphQL layer learnt while building one answer.
+
+    `clusters` maps each cluster id in the answer to when PCS sent that value; `ages`
+    lists each `ageSeconds` field as (response key, fetched_at, value as resolved), so a
+    reused answer states the age at the time it is sent.
+    """
+
+    reusable: bool
+    fresh_until: float = math.inf
+    clusters: dict[str, float] = field(default_factory=dict)
+    ages: list[tuple[str, float, float]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class AnswerStats:
+    """Counters of the answer cache."""
+
+    hits: int = 0
+    misses: int = 0
+    stores: int = 0
+    evictions: int = 0
+    #: Reusable answers not stored (too large, ages not found in the bytes, outdated).
+    refused: int = 0
+
+
+@dataclass(slots=True)
+class _Entry:
+    status: int
+    #: The headers in the order first sent; per-request ones are filled at the indexes below.
+    headers: list[tuple[bytes, bytes]]
+    length_at: int | None
+    request_id_at: int | None
+    #: The body, cut where ages go: parts[0] age0 parts[1] age1 ... parts[n].
+    parts: tuple[bytes, ...]
+    ages: tuple[float, ...]
+    clusters: tuple[tuple[str, float], ...]
+    valid_until: float
+    partition: str
+    size: int
+
+
+#: Called on every answer served from the cache: (scope, status, seconds spent).
+HitObserver = Callable[[Scope, int, float], None]
+
+
+class AnswerCache:
+    """Answers repeated operations from memory; bounded in entries and in bytes."""
+
+    def __init__(
+        self,
+        app: Starlette,
+        *,
+        path: str = "/graphql",
+        max_entries: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_body_bytes: int = 65_536,
+        clock: Callable[[], float] = time.time,
+        request_id: Callable[[Scope], bytes] | None = None,
+    ) -> None:
+        self.app = app
+        self.path = path
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_body_bytes = max_body_bytes
+        self.stats = AnswerStats()
+        self.bytes = 0
+        self.observers: list[HitObserver] = []
+        self._clock = clock
+        self._request_id = request_id or _random_request_id
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        # Newest value (fetched_at) this process has seen of each cluster: an entry built
+        # from an older one (before a refresh) is never served again.
+        self._versions: dict[str, float] = {}
+        self._versions_limit = max(4 * max_entries, 65_536)
+
+    @property
+    def state(self) -> State:
+        """The wrapped application's state (`state.gateway` holds the long-lived parts)."""
+        return self.app.state
+
+    @property
+    def router(self) -> Router:
+        """The wrapped application's router (its lifespan among others)."""
+        return self.app.router
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget every answer."""
+        self._entries.clear()
+        self.bytes = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.max_entries == 0
+            or scope["type"] != "http"
+            or scope["path"] != self.path
+            or scope["method"] not in ("GET", "POST")
+        ):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        pending: list[Message] = []
+        body = b""
+        if scope["method"] == "POST":
+            read = await self._read_body(receive, pending)
+            if read is None:  # too large or cut short: the inner layers answer it
+                await self.app(scope, _replay(pending, receive), send)
+                return
+            body = read
+        key = self._key(scope, body)
+        entry = self._entries.get(key)
+        if entry is not None:
+            now = self._clock()
+            if now < entry.valid_until and self._current(entry):
+                self._entries.move_to_end(key)
+                self.stats.hits += 1
+                await self._answer(entry, scope, send, now)
+                if self.observers:
+                    elapsed = time.perf_counter() - started
+                    for observer in self.observers:
+                        observer(scope, entry.status, elapsed)
+                return
+            self._drop(key)
+        self.stats.misses += 1
+        await self._pass_on(key, scope, _replay(pending, receive), send)
+
+    async def _read_body(self, receive: Receive, pending: list[Message]) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            pending.append(message)
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        # The inner layers read the body as one message, the way it was answered before.
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        pending[:] = [{"type": "http.request", "body": body, "more_body": False}]
+        return body
+
+    @staticmethod
+    def _key(scope: Scope, body: bytes) -> bytes:
+        # Headers cannot hold a newline, so the blank line ends them as in HTTP itself.
+        digest = hashlib.sha256(
+            b"%s %s?%s\n"
+            % (scope["method"].encode(), scope["path"].encode(), scope["query_string"])
+        )
+        for name, value in scope["headers"]:
+            if name not in IGNORED_REQUEST_HEADERS:
+                digest.update(b"%s:%s\n" % (name, value))
+        digest.update(b"\n")
+        digest.update(body)
+        return digest.digest()
+
+    def _current(self, entry: _Entry) -> bool:
+        versions = self._versions
+        for cluster_id, fetched_at in entry.clusters:
+            if versions.get(cluster_id) != fetched_at:
+                return False
+        return True
+
+    async def _answer(self, entry: _Entry, scope: Scope, send: Send, now: float) -> None:
+        headers = entry.headers
+        if entry.ages:
+            parts = entry.parts
+            pieces = [parts[0]]
+            for index, fetched_at in enumerate(entry.ages):
+                pieces.append(orjson.dumps(round(max(0.0, now - fetched_at), 3)))
+                pieces.append(parts[index + 1])
+            body = b"".join(pieces)
+        else:
+            body = entry.parts[0]
+        if entry.length_at is not None or entry.request_id_at is not None:
+            headers = headers.copy()
+            if entry.length_at is not None:
+                headers[entry.length_at] = (b"content-length", b"%d" % len(body))
+            if entry.request_id_at is not None:
+                headers[entry.request_id_at] = (REQUEST_ID_HEADER, self._request_id(scope))
+        await send({"type": "http.response.start", "status": entry.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _pass_on(self, key: bytes, scope: Scope, receive: Receive, send: Send) -> None:
+        state: dict[str, Any] = scope.setdefault("state", {})
+        status = 0
+        headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        facts = state.get(FACTS_KEY)
+        if not isinstance(facts, AnswerFacts):
+            return
+        if not self._learn(facts) or not facts.reusable or status != 200:
+            return
+        self._store(key, status, headers, b"".join(chunks), facts, state.get(CALLER_KEY))
+
+    def _learn(self, facts: AnswerFacts) -> bool:
+        """Record the cluster versions in an answer; False when one is already outdated."""
+        versions = self._versions
+        current = True
+        for cluster_id, fetched_at in facts.clusters.items():
+            known = versions.get(cluster_id)
+            if known is None or fetched_at > known:
+                if known is None and len(versions) >= self._versions_limit:
+                    # Entries whose versions are forgotten turn into misses and rebuild.
+                    versions.clear()
+                versions[cluster_id] = fetched_at
+            elif fetched_at < known:
+                current = False
+        return current
+
+    def _store(
+        self,
+        key: bytes,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        facts: AnswerFacts,
+        caller: Any,
+    ) -> None:
+        now = self._clock()
+        expires_at = getattr(caller, "expires_at", None)
+        valid_until = min(facts.fresh_until, math.inf if expires_at is None else expires_at)
+        names = {name for name, _ in headers}
+        if valid_until <= now or b"set-cookie" in names:
+            return
+        cut = _cut_ages(body, facts.ages)
+        if cut is None:
+            self.stats.refused += 1
+            return
+        parts, ages = cut
+        # Kept in the order sent; content-length is restated only when ages change the body.
+        kept: list[tuple[bytes, bytes]] = []
+        length_at = request_id_at = None
+        for name, value in headers:
+            if name == b"content-length":
+                if ages:
+                    length_at = len(kept)
+                kept.append((name, value) if not ages else (name, b""))
+            elif name == REQUEST_ID_HEADER:
+                request_id_at = len(kept)
+                kept.append((name, b""))
+            elif name not in PER_REQUEST_HEADERS:
+                kept.append((name, value))
+        size = len(body) + sum(len(name) + len(value) for name, value in kept) + 256
+        if size > self.max_bytes // 8:
+            self.stats.refused += 1
+            return
+        self._drop(key)
+        self._entries[key] = _Entry(
+            status=status,
+            headers=kept,
+            length_at=length_at,
+            request_id_at=request_id_at,
+            parts=parts,
+            ages=ages,
+            clusters=tuple(facts.clusters.items()),
+            valid_until=valid_until,
+            partition=str(getattr(caller, "partition", "")),
+            size=size,
+        )
+        self.bytes += size
+        self.stats.stores += 1
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.bytes -= evicted.size
+            self.stats.evictions += 1
+
+    def _drop(self, key: bytes) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
+
+
+def _replay(pending: list[Message], receive: Receive) -> Receive:
+    """A receive that gives the messages already read, then the client's own."""
+    if not pending:
+        return receive
+    queue = list(pending)
+
+    async def replayed() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replayed
+
+
+def _cut_ages(
+    body: bytes, ages: list[tuple[str, float, float]]
+) -> tuple[tuple[bytes, ...], tuple[float, ...]] | None:
+    """The body cut around each `ageSeconds` value, or None when they cannot be told apart.
+
+    A value is found as `"<response key>":<value>` followed by `,` or `}`; inside a JSON
+    string the quotes would be escaped, so only real members match. Two ages of different
+    clusters with the same key and value are ambiguous: such an answer is not stored.
+    """
+    if not ages:
+        return (body,), ()
+    by_member: dict[tuple[bytes, bytes], set[float]] = {}
+    expected: dict[tuple[bytes, bytes], int] = {}
+    for response_key, fetched_at, value in ages:
+        member = (b'"%s":' % response_key.encode(), orjson.dumps(value))
+        by_member.setdefault(member, set()).add(fetched_at)
+        expected[member] = expected.get(member, 0) + 1
+    slots: list[tuple[int, int, float]] = []
+    for member, fetched in by_member.items():
+        if len(fetched) != 1:
+            return None
+        fetched_at = next(iter(fetched))
+        name, encoded = member
+        pattern = name + encoded
+        found = 0
+        start = body.find(pattern)
+        while start != -1:
+            end = start + len(pattern)
+            if body[end : end + 1] in (b",", b"}"):
+                slots.append((start + len(name), end, fetched_at))
+                found += 1
+            start = body.find(pattern, end)
+        if found != expected[member]:
+            return None
+    slots.sort()
+    parts: list[bytes] = []
+    position = 0
+    for value_start, end, _ in slots:
+        parts.append(body[position:value_start])
+        position = end
+    parts.append(body[position:])
+    return tuple(parts), tuple(fetched_at for _, _, fetched_at in slots)
+
+
+def _random_request_id(scope: Scope) -> bytes:
+    return os.urandom(16).hex().encode()
+
+
+def answer_families(cache: AnswerCache) -> Iterator[Any]:
+    """The answer cache's counters and size, read at scrape."""
+    for name, help_text in (
+        ("hits", "Requests answered from the answer cache."),
+        ("misses", "Cacheable requests that went on to GraphQL."),
+        ("stores", "Answers stored for reuse."),
+        ("evictions", "Answers evicted by the entry or byte bound."),
+        ("refused", "Reusable answers not stored (too large or ambiguous)."),
+    ):
+        family = CounterMetricFamily(f"pcsgw_answer_cache_{name}", help_text)
+        family.add_metric([], getattr(cache.stats, name))
+        yield family
+    entries = GaugeMetricFamily("pcsgw_answer_cache_entries", "Answers held.")
+    entries.add_metric([], len(cache))
+    yield entries
+    held = GaugeMetricFamily("pcsgw_answer_cache_bytes", "Bytes the held answers take, about.")
+    held.add_metric([], cache.bytes)
+    yield held

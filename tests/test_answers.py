@@ -1,0 +1,298 @@
+"""The answer cache: repeated operations answered with their bytes, and never wrongly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.answers import AnswerCache
+from gateway.app import create_app
+from gateway.config import Settings
+from gateway.emulator.seed import minimal
+from tests.conftest import Gateway, GatewayFactory
+from tests.servers import Emulator, ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+FULL = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()
+STATUS = "query($i: String!) { cluster(identifier: $i) { name status } }"
+
+
+def post(gateway: Gateway, query: str, variables: dict[str, Any], **kwargs: Any) -> httpx.Response:
+    return gateway.http.post("/graphql", json={"query": query, "variables": variables}, **kwargs)
+
+
+def answers(gateway: Gateway) -> AnswerCache:
+    cache: AnswerCache = gateway.app
+    return cache
+
+
+def without(headers: httpx.Headers, *names: str) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers.multi_items() if k not in names]
+
+
+def test_a_repeat_is_answered_with_the_same_bytes_and_no_pcs_call(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    first = post(gateway, STATUS, {"i": "demo-active"})
+    calls = emulator.calls()
+    stats_before = (gateway.stats.hits, gateway.stats.misses)
+    second = post(gateway, STATUS, {"i": "demo-active"})
+    assert second.content == first.content
+    assert first.json() == {"data": {"cluster": {"name": "demo-active", "status": "ACTIVE"}}}
+    assert without(second.headers, "date") == without(first.headers, "date")
+    assert emulator.calls() == calls
+    # The cluster service was not even asked: the answer came from in front of it.
+    assert (gateway.stats.hits, gateway.stats.misses) == stats_before
+    assert (answers(gateway).stats.hits, answers(gateway).stats.misses) == (1, 1)
+
+
+def test_a_repeated_get_is_answered_from_the_cache(gateway: Gateway) -> None:
+    params = {"query": STATUS, "variables": '{"i": "demo-full"}'}
+    first = gateway.http.get("/graphql", params=params)
+    second = gateway.http.get("/graphql", params=params)
+    assert second.content == first.content
+    assert first.json()["data"]["cluster"]["name"] == "demo-full"
+    assert answers(gateway).stats.hits == 1
+
+
+def test_a_reused_full_answer_states_the_age_at_the_time_it_is_sent(gateway: Gateway) -> None:
+    first = post(gateway, FULL, {"identifier": "demo-full"}).json()
+    time.sleep(0.25)
+    second_response = post(gateway, FULL, {"identifier": "demo-full"})
+    second = second_response.json()
+    assert answers(gateway).stats.hits == 1
+    age = second["data"]["cluster"]["freshness"]["ageSeconds"]
+    assert age >= first["data"]["cluster"]["freshness"]["ageSeconds"] + 0.2
+    assert int(second_response.headers["content-length"]) == len(second_response.content)
+    # Everything but the age is the first answer.
+    second["data"]["cluster"]["freshness"]["ageSeconds"] = first["data"]["cluster"]["freshness"][
+        "ageSeconds"
+    ]
+    assert second == first
+
+
+def test_an_aliased_age_is_restated_too(gateway: Gateway) -> None:
+    query = """query($i: String!) {
+      a: cluster(identifier: $i) { f: freshness { age: ageSeconds } }
+      b: cluster(identifier: $i) { freshness { ageSeconds } }
+    }"""
+    post(gateway, query, {"i": "demo-active"})
+    time.sleep(0.2)
+    data = post(gateway, query, {"i": "demo-active"}).json()["data"]
+    assert answers(gateway).stats.hits == 1
+    assert data["a"]["f"]["age"] >= 0.2
+    assert data["a"]["f"]["age"] == data["b"]["freshness"]["ageSeconds"]
+
+
+def test_an_answer_expires_with_the_cluster_ttl(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(cache_ttl_settled_seconds=0.4)
+    assert post(gateway, STATUS, {"i": "demo-active"}).json()["data"]["cluster"]["status"] == (
+        "ACTIVE"
+    )
+    emulator.put_cluster(minimal("demo-active", status="UPDATING"))
+    assert post(gateway, STATUS, {"i": "demo-active"}).json()["data"]["cluster"]["status"] == (
+        "ACTIVE"
+    )
+    time.sleep(0.5)
+    calls = emulator.calls()
+    assert post(gateway, STATUS, {"i": "demo-active"}).json()["data"]["cluster"]["status"] == (
+        "UPDATING"
+    )
+    assert emulator.calls() == calls + 1
+
+
+def test_a_refresh_bypasses_the_cache_and_later_answers_are_rebuilt(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    post(gateway, STATUS, {"i": "demo-active"})
+    post(gateway, STATUS, {"i": "demo-active"})
+    assert answers(gateway).stats.hits == 1
+    emulator.put_cluster(minimal("demo-active", status="UPDATING"))
+    refreshed = gateway.query('{ cluster(identifier: "demo-active", refresh: true) { status } }')
+    assert refreshed == {"data": {"cluster": {"status": "UPDATING"}}}
+    again = gateway.query('{ cluster(identifier: "demo-active", refresh: true) { status } }')
+    assert again == refreshed
+    # The earlier answer was built from the value the refresh replaced: not served again.
+    after = post(gateway, STATUS, {"i": "demo-active"}).json()
+    assert after["data"]["cluster"]["status"] == "UPDATING"
+    assert answers(gateway).stats.hits == 1
+
+
+def test_errors_are_never_stored(gateway: Gateway, emulator: Emulator) -> None:
+    for _ in range(3):
+        answer = post(gateway, STATUS, {"i": "error-not-found"}).json()
+        assert answer["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    batch = '{ clusters(identifiers: ["demo-active", "error-internal"]) { name } }'
+    for _ in range(2):
+        partial = gateway.query(batch)
+        assert partial["data"]["clusters"][0] == {"name": "demo-active"}
+        assert partial["errors"][0]["path"] == ["clusters", 1]
+    for _ in range(2):
+        refused = gateway.http.post("/graphql", json={"query": "{ cluster { name } }"})
+        assert refused.json()["errors"]
+    assert answers(gateway).stats.hits == 0
+    assert answers(gateway).stats.stores == 0
+
+
+def test_a_mutation_is_never_answered_from_the_cache(gateway: Gateway) -> None:
+    for _ in range(2):
+        answer = gateway.query('mutation { cluster(identifier: "demo-active") { name } }')
+        assert answer["errors"]
+    assert answers(gateway).stats.stores == 0
+
+
+def test_a_stale_answer_is_not_stored_and_stays_marked_stale(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(
+        cache_ttl_settled_seconds=0.3, cache_max_stale_seconds=60, pcs_max_attempts=1
+    )
+    assert post(gateway, FULL, {"identifier": "demo-active"}).json()["data"]["cluster"]
+    time.sleep(0.4)
+    emulator.faults({"clusters": {"demo-active": {"error": "InternalServerException"}}})
+    for _ in range(2):
+        answer = post(gateway, FULL, {"identifier": "demo-active"}).json()
+        assert answer["data"]["cluster"]["freshness"]["stale"] is True
+        assert answer["extensions"]["stale"][0]["path"] == ["cluster"]
+    assert answers(gateway).stats.hits == 0
+    assert answers(gateway).stats.stores == 1
+
+
+def test_a_different_credential_is_never_served_another_callers_answer(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    post(gateway, STATUS, {"i": "demo-active"}, headers={"x-api-key": "first-key"})
+    post(gateway, STATUS, {"i": "demo-active"}, headers={"x-api-key": "second-key"})
+    post(gateway, STATUS, {"i": "demo-active"}, headers={"authorization": "Bearer first-key"})
+    post(gateway, STATUS, {"i": "demo-active"})
+    assert answers(gateway).stats.hits == 0
+    post(gateway, STATUS, {"i": "demo-active"}, headers={"x-api-key": "second-key"})
+    assert answers(gateway).stats.hits == 1
+
+
+def test_a_clients_own_request_id_does_not_split_the_cache(gateway: Gateway) -> None:
+    for n in range(3):
+        post(gateway, STATUS, {"i": "demo-active"}, headers={"x-request-id": f"client-{n}"})
+    assert answers(gateway).stats.hits == 2
+
+
+@dataclass
+class Caller:
+    partition: str
+    expires_at: float | None
+
+
+class StandInAuthentication:
+    """Stands for the authentication layer: the caller from `x-api-key`, with an expiry."""
+
+    def __init__(self, app: ASGIApp, *, lifetime: float) -> None:
+        self.app = app
+        self.lifetime = lifetime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            key = dict(scope["headers"]).get(b"x-api-key", b"").decode()
+            scope.setdefault("state", {})["caller"] = Caller(
+                partition=f"team-{key}", expires_at=time.time() + self.lifetime
+            )
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def authenticated(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+    emulator.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PCS", emulator.url)
+    app = create_app(Settings())
+    app.app.add_middleware(StandInAuthentication, lifetime=0.4)
+    server = ServerThread(app).start()
+    try:
+        yield Gateway(server, app)
+    finally:
+        server.stop()
+
+
+def test_an_answer_is_never_served_past_the_callers_authentication(
+    authenticated: Gateway,
+) -> None:
+    gateway = authenticated
+    post(gateway, STATUS, {"i": "demo-active"}, headers={"x-api-key": "a"})
+    post(gateway, STATUS, {"i": "demo-active"}, headers={"x-api-key": "a"})
+    assert answers(gateway).stats.hits == 1
+    entry = next(iter(answers(gateway)._entries.values()))
+    assert entry.partition == "team-a"
+    time.sleep(0.5)
+    post(gateway, STATUS, {"i": "demo-active"}, headers={"x-api-key": "a"})
+    assert answers(gateway).stats.hits == 1
+    assert answers(gateway).stats.misses == 2
+
+
+def test_a_body_over_the_limit_is_still_refused(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(max_body_bytes=2048)
+    query = STATUS + " " * 4096
+    for _ in range(2):
+        response = post(gateway, query, {"i": "demo-active"})
+        assert response.status_code == 413
+        assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert answers(gateway).stats.hits == 0
+
+
+def test_the_entry_bound_holds(start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(answer_cache_max_entries=16)
+    operation = "query Q%d($i: String!) { cluster(identifier: $i) { name } }"
+    for n in range(40):
+        post(gateway, operation % n, {"i": "demo-active"})
+    cache = answers(gateway)
+    assert len(cache) == 16
+    assert cache.stats.evictions == 40 - 16
+    # The newest are kept, the oldest went.
+    post(gateway, operation % 39, {"i": "demo-active"})
+    post(gateway, operation % 0, {"i": "demo-active"})
+    assert (cache.stats.hits, cache.stats.misses) == (1, 41)
+
+
+def test_the_metrics_count_answers_from_the_cache(gateway: Gateway) -> None:
+    for _ in range(3):
+        post(gateway, STATUS, {"i": "demo-active"})
+    metrics = gateway.http.get("/metrics").text
+    assert "pcsgw_answer_cache_hits_total 2.0" in metrics
+    assert "pcsgw_answer_cache_misses_total 1.0" in metrics
+    assert "pcsgw_answer_cache_entries 1.0" in metrics
+
+
+async def test_the_byte_bound_holds() -> None:
+    """Large answers: the cache never holds more than its byte bound."""
+    from gateway.answers import FACTS_KEY, AnswerFacts
+
+    body = orjson.dumps({"data": {"blob": "x" * 60_000}})
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        scope["state"][FACTS_KEY] = AnswerFacts(True, time.time() + 60, {"c": 1.0})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    cache = AnswerCache(inner, max_bytes=1024 * 1024)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=cache)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for n in range(40):
+            response = await client.post("/graphql", content=b'{"n": %d}' % n)
+            assert response.content == body
+    assert cache.bytes <= 1024 * 1024
+    assert 0 < len(cache) <= 17
+    assert cache.stats.evictions == 40 - len(cache)
