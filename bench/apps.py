@@ -1,0 +1,42 @@
+"""ASGI applications the benchmark serves with uvicorn (`--factory`), one per process.
+
+gateway   the gateway in demo mode, settings from PCS_GATEWAY_* variables
+ceiling   a raw ASGI callable answering the bytes in BENCH_CEILING_BODY: the most any
+          Python server on uvicorn could do with the same answer
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from gateway.config import load_settings
+
+
+def gateway() -> Any:
+    """The gateway as `pcs-gateway serve --demo` makes it."""
+    from gateway.app import create_app
+
+    return create_app(load_settings(demo=True))
+
+
+def ceiling() -> Any:
+    """Reads the request, answers the same bytes every time."""
+    body = Path(os.environ["BENCH_CEILING_BODY"]).read_bytes()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    start = {"type": "http.response.start", "status": 200, "headers": headers}
+    answer = {"type": "http.response.body", "body": body}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send(start)
+        await send(answer)
+
+    return app

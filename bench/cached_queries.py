@@ -1,0 +1,384 @@
+"""Cached-query benchmark: the gateway against the fastest Node GraphQL servers, one run.
+
+    python3 bench/cached_queries.py [--rounds 3] [--seconds 5] [--connections 32]
+                                    [--scenarios full,status,full-get,production]
+                                    [--json bench/results/cached-queries.json]
+
+Installs what it needs (wrk from Debian's packages when run as root; the Node peers with
+`npm ci` in bench/peers at the versions its package-lock.json pins), then starts, each
+pinned to CPU 0 with taskset:
+
+    gateway      the gateway (uvicorn, uvloop, httptools, no access log), answer cache on
+    production   the same with production settings (see PRODUCTION_ENV), called with a key
+    strawberry   the same gateway with its answer cache off: Strawberry with its parser and
+                 validation caches behind Starlette, as every miss runs
+    ceiling      a raw ASGI callable on uvicorn returning the same bytes
+    apollo       Apollo Server 5, standalone
+    mercurius    Mercurius on Fastify with graphql-jit (jit: 1)
+
+All serve schema/schema.graphql with the demo data the gateway answered at start (held in
+memory by the Node peers; the gateway's cluster cache is warmed and its TTL set to an hour).
+wrk runs on CPU 1, 32 connections, and checks every answer against the expected body
+(only `ageSeconds` may differ). Servers take turns within each round (order rotated each
+round), so the noise of a shared machine spreads over all of them; the ratios are taken
+per round and their median reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PEERS = BENCH / "peers"
+FULL_QUERY = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()
+STATUS_QUERY = (ROOT / "schema" / "examples" / "cluster-status.graphql").read_text()
+IDENTIFIER = "demo-full"
+SERVER_CPU, LOAD_CPU = "0", "1"
+API_KEY = "bench-key-0123456789abcdef"
+
+#: The gateway's production settings. Authentication, metrics and request ids are on:
+#: metrics are always on; the key is sent in X-API-Key by every request of the scenario.
+PRODUCTION_ENV = {
+    "PCS_GATEWAY_ENVIRONMENT": "production",
+}
+#: Every gateway process: an hour of freshness, so the data stays what the peers hold.
+GATEWAY_ENV = {
+    "PCS_GATEWAY_CACHE_TTL_SETTLED_SECONDS": "3600",
+    "PCS_GATEWAY_CACHE_MAX_STALE_SECONDS": "0",
+}
+AGE = re.compile(rb'"ageSeconds":[-0-9.eE+]+')
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def peak_rss_mb(self) -> float:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    query: str
+    method: str = "POST"
+    headers: tuple[tuple[str, str], ...] = ()
+    servers: tuple[str, ...] = ("gateway", "strawberry", "ceiling", "apollo", "mercurius")
+
+    def request(self) -> tuple[str, bytes]:
+        """Path and body of the request."""
+        variables = {"identifier": IDENTIFIER}
+        if self.method == "GET":
+            query = urlencode({"query": self.query, "variables": json.dumps(variables)})
+            return f"/graphql?{query}", b""
+        return "/graphql", json.dumps({"query": self.query, "variables": variables}).encode()
+
+
+SCENARIOS = {
+    "full": Scenario("full", FULL_QUERY),
+    "status": Scenario("status", STATUS_QUERY),
+    "full-get": Scenario(
+        "full-get",
+        FULL_QUERY,
+        method="GET",
+        # Apollo refuses GETs without it (CSRF prevention); harmless for the others.
+        headers=(("apollo-require-preflight", "true"),),
+        servers=("gateway", "apollo", "mercurius"),
+    ),
+    "production": Scenario(
+        "production",
+        FULL_QUERY,
+        headers=(("x-api-key", API_KEY),),
+        servers=("production", "apollo", "mercurius"),
+    ),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port: int = listener.getsockname()[1]
+        return port
+
+
+def ensure_tools() -> None:
+    if shutil.which("wrk") is None:
+        if os.geteuid() != 0:
+            raise SystemExit("wrk is missing: apt-get install wrk")
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True)
+    if shutil.which("node") is None:
+        raise SystemExit("node is missing: apt-get install nodejs npm")
+    if not (PEERS / "node_modules" / "mercurius").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEERS, check=True)
+
+
+def uvicorn(factory: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", f"bench.apps:{factory}", "--factory",
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--log-level", "warning", *extra,
+    ]  # fmt: skip
+
+
+def start(server: Server) -> None:
+    server.port = free_port()
+    env = {**os.environ, **server.env, "PORT": str(server.port)}
+    command = ["taskset", "-c", SERVER_CPU, *server.command]
+    if "uvicorn" in server.command:
+        command += ["--port", str(server.port)]
+    server.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise SystemExit(f"{server.name} stopped at start")
+        try:
+            httpx.post(f"{server.url}/graphql", json={"query": "{ __typename }"}, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit(f"{server.name} did not start")
+
+
+def stop(server: Server) -> None:
+    if server.process is not None and server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+
+
+def fetch(server: Server, scenario: Scenario) -> bytes:
+    path, body = scenario.request()
+    headers = dict(scenario.headers)
+    if scenario.method == "GET":
+        response = httpx.get(server.url + path, headers=headers, timeout=10)
+    else:
+        headers["content-type"] = "application/json"
+        response = httpx.post(server.url + path, content=body, headers=headers, timeout=10)
+    if response.status_code != 200:
+        raise SystemExit(f"{server.name} answered {response.status_code}: {response.text[:300]}")
+    return response.content
+
+
+def comparable(body: bytes) -> Any:
+    """The answer without what may differ between correct answers (the fetch time and age)."""
+    answer = json.loads(body)
+    cluster = answer["data"]["cluster"]
+    freshness = cluster.get("freshness")
+    if freshness is not None:
+        assert freshness["stale"] is False, "a stale answer in the benchmark"
+        freshness.pop("ageSeconds")
+        freshness.pop("fetchedAt")
+    return answer
+
+
+def wrk(
+    server: Server, scenario: Scenario, expected: Path, body: Path, seconds: int, connections: int
+) -> dict[str, Any]:
+    path, _ = scenario.request()
+    env = {
+        **os.environ,
+        "BENCH_METHOD": scenario.method,
+        "BENCH_PATH": path,
+        "BENCH_BODY": str(body) if scenario.method == "POST" else "",
+        "BENCH_EXPECTED": str(expected),
+        "BENCH_HEADERS": "\n".join(
+            [f"{k}: {v}" for k, v in scenario.headers]
+            + (["content-type: application/json"] if scenario.method == "POST" else [])
+        ),
+    }
+    command = [
+        "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+        "--timeout", "5s", "-s", str(BENCH / "check.lua"), server.url,
+    ]  # fmt: skip
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--json", type=Path, default=BENCH / "results" / "cached-queries.json")
+    args = parser.parse_args()
+    scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
+    ensure_tools()
+    work = Path(tempfile.mkdtemp(prefix="pcsgw-bench-"))
+    gateway_env = {**GATEWAY_ENV, "PYTHONPATH": str(ROOT)}
+    servers = {
+        "gateway": Server("gateway", uvicorn("gateway"), gateway_env),
+        "strawberry": Server(
+            "strawberry",
+            uvicorn("gateway"),
+            {**gateway_env, "PCS_GATEWAY_ANSWER_CACHE_MAX_ENTRIES": "0"},
+        ),
+        "production": Server("production", uvicorn("gateway"), {**gateway_env, **PRODUCTION_ENV}),
+    }
+    needed = {name for scenario in scenarios for name in scenario.servers}
+    running: list[Server] = []
+    try:
+        for name in ("gateway", "strawberry", "production"):
+            if name in needed or name == "gateway":
+                start(servers[name])
+                running.append(servers[name])
+        # The data every peer serves: what the gateway answers, fetched once.
+        reference = json.loads(fetch(servers["gateway"], SCENARIOS["full"]))
+        data_file = work / "clusters.json"
+        data_file.write_text(json.dumps({IDENTIFIER: reference["data"]["cluster"]}))
+        ceiling_body = work / "ceiling.json"
+        ceiling_body.write_bytes(fetch(servers["gateway"], SCENARIOS["full"]))
+        peers_env = {"BENCH_DATA": str(data_file), "BENCH_CEILING_BODY": str(ceiling_body)}
+        servers["ceiling"] = Server(
+            "ceiling", uvicorn("ceiling", "--lifespan", "off"), {**gateway_env, **peers_env}
+        )
+        servers["apollo"] = Server("apollo", ["node", str(PEERS / "apollo.mjs")], peers_env)
+        servers["mercurius"] = Server(
+            "mercurius", ["node", str(PEERS / "mercurius.mjs")], peers_env
+        )
+        for name in ("ceiling", "apollo", "mercurius"):
+            if name in needed:
+                start(servers[name])
+                running.append(servers[name])
+
+        # Expected answers, checked against the gateway's before any load.
+        files: dict[tuple[str, str], tuple[Path, Path]] = {}
+        for scenario in scenarios:
+            truth = comparable(fetch(servers["gateway"], scenario))
+            for name in scenario.servers:
+                answer = fetch(servers[name], scenario)
+                if name != "ceiling" and comparable(answer) != truth:
+                    raise SystemExit(f"{name} answers {scenario.name} differently")
+                expected = work / f"{scenario.name}-{name}.expected"
+                expected.write_bytes(AGE.sub(b'"ageSeconds":0', answer))
+                body = work / f"{scenario.name}.body"
+                body.write_bytes(scenario.request()[1])
+                files[(scenario.name, name)] = (expected, body)
+
+        results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for round_ in range(args.rounds):
+            for scenario in scenarios:
+                names = list(scenario.servers)
+                shift = round_ % len(names)
+                for name in names[shift:] + names[:shift]:
+                    expected, body = files[(scenario.name, name)]
+                    server = servers[name]
+                    wrk(server, scenario, expected, body, args.warmup, args.connections)
+                    result = wrk(server, scenario, expected, body, args.seconds, args.connections)
+                    results.setdefault(scenario.name, {}).setdefault(name, []).append(result)
+                    print(
+                        f"round {round_ + 1} {scenario.name:<10} {name:<10} "
+                        f"{result['rps']:>9.0f} req/s  p99 {result['p99_ms']:6.2f} ms  "
+                        f"wrong {result['wrong']}",
+                        flush=True,
+                    )
+        report = summarise(results, {s.name: s.peak_rss_mb() for s in running})
+        report["command"] = " ".join(["python3", "bench/cached_queries.py", *sys.argv[1:]])
+        report["machine"] = machine()
+        print_table(report)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwritten to {args.json}")
+        runs = [run for by_server in results.values() for v in by_server.values() for run in v]
+        return 1 if any(run["wrong"] or run["errors"] for run in runs) else 0
+    finally:
+        for server in running:
+            stop(server)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def summarise(
+    results: dict[str, dict[str, list[dict[str, Any]]]], rss: dict[str, float]
+) -> dict[str, Any]:
+    """Medians over rounds, and each server's ratios to the peers taken round by round."""
+    report: dict[str, Any] = {"scenarios": {}}
+    for scenario, by_server in results.items():
+        rows: dict[str, Any] = {}
+        for name, runs in by_server.items():
+            row: dict[str, Any] = {
+                "rps": statistics.median(r["rps"] for r in runs),
+                "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                "errors": sum(r["errors"] for r in runs),
+                "wrong": sum(r["wrong"] for r in runs),
+                "checked": sum(r["checked"] for r in runs),
+                "peak_rss_mb": round(rss.get(name, 0.0), 1),
+                "rounds": runs,
+            }
+            for peer in ("apollo", "mercurius", "ceiling", "strawberry"):
+                if peer in by_server and peer != name:
+                    pairs = list(zip(runs, by_server[peer], strict=True))
+                    row[f"rps_vs_{peer}"] = statistics.median(a["rps"] / b["rps"] for a, b in pairs)
+                    row[f"p99_vs_{peer}"] = statistics.median(
+                        a["p99_ms"] / b["p99_ms"] for a, b in pairs
+                    )
+            rows[name] = row
+        report["scenarios"][scenario] = rows
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print()
+    header = f"{'scenario':<11}{'server':<12}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
+    header += f"{'wrong':>7}{'RSS MB':>8}{'vs apollo':>11}{'vs mercurius':>14}"
+    print(header)
+    for scenario, rows in report["scenarios"].items():
+        for name, row in sorted(rows.items(), key=lambda item: -item[1]["rps"]):
+            versus = [
+                f"{row[f'rps_vs_{peer}']:.2f}x" if f"rps_vs_{peer}" in row else "-"
+                for peer in ("apollo", "mercurius")
+            ]
+            print(
+                f"{scenario:<11}{name:<12}{row['rps']:>9.0f}{row['p50_ms']:>8.2f}"
+                f"{row['p99_ms']:>8.2f}{row['wrong'] + row['errors']:>7}"
+                f"{row['peak_rss_mb']:>8.1f}{versus[0]:>11}{versus[1]:>14}"
+            )
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, Node {node}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
