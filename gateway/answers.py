@@ -211,16 +211,15 @@ class AnswerCache:
     @staticmethod
     def _key(scope: Scope, body: bytes) -> bytes:
         # Headers cannot hold a newline, so the blank line ends them as in HTTP itself.
-        digest = hashlib.sha256(
-            b"%s %s?%s\n"
-            % (scope["method"].encode(), scope["path"].encode(), scope["query_string"])
-        )
+        lines = [
+            b"%s %s?%s" % (scope["method"].encode(), scope["path"].encode(), scope["query_string"])
+        ]
         for name, value in scope["headers"]:
             if name not in IGNORED_REQUEST_HEADERS:
-                digest.update(b"%s:%s\n" % (name, value))
-        digest.update(b"\n")
-        digest.update(body)
-        return digest.digest()
+                lines.append(b"%s:%s" % (name, value))
+        lines.append(b"")
+        lines.append(body)
+        return hashlib.sha256(b"\n".join(lines)).digest()
 
     def _current(self, entry: _Entry) -> bool:
         versions = self._versions
