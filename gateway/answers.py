@@ -56,6 +56,7 @@ IGNORED_REQUEST_HEADERS = frozenset(
 #: Response headers made afresh for every request, never replayed from an entry.
 PER_REQUEST_HEADERS = frozenset({b"content-length", b"date", b"server", b"x-request-id"})
 REQUEST_ID_HEADER = b"x-request-id"
+CACHE_CONTROL_HEADER = b"cache-control"
 
 
 @dataclass(slots=True)
@@ -92,6 +93,8 @@ class _Entry:
     headers: list[tuple[bytes, bytes]]
     length_at: int | None
     request_id_at: int | None
+    #: A `max-age` restated at each answer: (index, the directive before it).
+    cache_control: tuple[int, bytes] | None
     #: The body, cut where ages go: parts[0] age0 parts[1] age1 ... parts[n].
     parts: tuple[bytes, ...]
     ages: tuple[float, ...]
@@ -239,12 +242,20 @@ class AnswerCache:
             body = b"".join(pieces)
         else:
             body = entry.parts[0]
-        if entry.length_at is not None or entry.request_id_at is not None:
+        if (
+            entry.length_at is not None
+            or entry.request_id_at is not None
+            or entry.cache_control is not None
+        ):
             headers = headers.copy()
             if entry.length_at is not None:
                 headers[entry.length_at] = (b"content-length", b"%d" % len(body))
             if entry.request_id_at is not None:
                 headers[entry.request_id_at] = (REQUEST_ID_HEADER, self._request_id(scope))
+            if entry.cache_control is not None:
+                at, directive = entry.cache_control
+                max_age = max(0, int(entry.valid_until - now))
+                headers[at] = (CACHE_CONTROL_HEADER, b"%s, max-age=%d" % (directive, max_age))
         await send({"type": "http.response.start", "status": entry.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -309,6 +320,7 @@ class AnswerCache:
         # Kept in the order sent; content-length is restated only when ages change the body.
         kept: list[tuple[bytes, bytes]] = []
         length_at = request_id_at = None
+        cache_control = None
         for name, value in headers:
             if name == b"content-length":
                 if ages:
@@ -317,6 +329,9 @@ class AnswerCache:
             elif name == REQUEST_ID_HEADER:
                 request_id_at = len(kept)
                 kept.append((name, b""))
+            elif name == CACHE_CONTROL_HEADER and b"max-age=" in value:
+                cache_control = (len(kept), value.partition(b",")[0])
+                kept.append((name, value))
             elif name not in PER_REQUEST_HEADERS:
                 kept.append((name, value))
         size = len(body) + sum(len(name) + len(value) for name, value in kept) + 256
@@ -329,6 +344,7 @@ class AnswerCache:
             headers=kept,
             length_at=length_at,
             request_id_at=request_id_at,
+            cache_control=cache_control,
             parts=parts,
             ages=ages,
             clusters=tuple(facts.clusters.items()),

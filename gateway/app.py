@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter
 from cross_web.exceptions import HTTPException  # what Strawberry raises to refuse a request
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,11 +21,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.types import ExecutionResult
 
 from gateway import cache
-from gateway.answers import FACTS_KEY, AnswerCache, answer_families
+from gateway.answers import CALLER_KEY, FACTS_KEY, AnswerCache, AnswerFacts, answer_families
 from gateway.bodylimit import BodyLimitMiddleware
 from gateway.cache import CacheStats, CacheStore
 from gateway.clusters import ClusterService
@@ -42,10 +44,12 @@ from gateway.metrics import (
     upstream_families,
 )
 from gateway.pcs.client import PcsClient
+from gateway.persisted import PersistedQueries, PersistedQueryError
 
 log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
+NO_STORE = {"cache-control": "no-store"}
 #: Codes of errors that fail the whole request before execution.
 REQUEST_ERROR_CODES = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"})
 
@@ -64,6 +68,7 @@ class GatewayState:
     metrics: Metrics | None = None
     client: PcsClient | None = None
     graphiql: GraphiQLPage | None = None
+    persisted: PersistedQueries | None = None
 
 
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
@@ -91,6 +96,12 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             request.state.graphql_context = context
         return context
 
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """GraphiQL for a browser's plain GET; a persisted query by hash is an operation."""
+        return super().should_render_graphql_ide(request) and (
+            request.query_params.get("extensions") is None
+        )
+
     async def render_graphql_ide(self, request: Request) -> Response:
         """The gateway's GraphiQL page (local assets, strict CSP) instead of Strawberry's."""
         if self.state.graphiql is None:
@@ -109,7 +120,22 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             response = await self.run(Request(scope=scope, receive=receive))
         except HTTPException as exc:
             response = JSONResponse(request_refusal(exc.status_code, exc.reason), exc.status_code)
+        except PersistedQueryError as exc:
+            if self.state.metrics is not None:
+                self.state.metrics.graphql_errors.labels(exc.code).inc()
+            response = JSONResponse(exc.document(), exc.status, headers=NO_STORE)
         await response(scope, receive, send)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The request's operation, its document found by hash for persisted queries."""
+        data = await super().parse_http_body(request)
+        persisted = self.state.persisted
+        if persisted is not None:
+            for item in data if isinstance(data, list) else (data,):
+                await persisted.apply(item)
+        return data
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -143,6 +169,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         if result.extensions:
             answer["extensions"] = result.extensions
         context: GatewayContext | None = getattr(request.state, "graphql_context", None)
+        facts = None
         if context is not None and not errors_:
             # For the answer cache in front: the clusters this answer holds, and whether
             # it may be reused (not stale, not refreshed, nothing in extensions).
@@ -150,6 +177,9 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             if facts is not None:
                 facts.reusable = facts.reusable and not result.extensions
                 request.scope.setdefault("state", {})[FACTS_KEY] = facts
+        if sub_response is not None and request.method == "GET":
+            sub_response.headers["cache-control"] = _cache_control(request, facts)
+            sub_response.headers["vary"] = "accept"
         return answer
 
     def create_response(
@@ -169,6 +199,27 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         )
         response.background = sub_response.background
         return response
+
+
+def _cache_control(request: Request, facts: AnswerFacts | None) -> str:
+    """Cache-Control of a GET answer: reusable while its clusters are fresh, else no-store.
+
+    `private` when the answer may depend on who asks (credentials sent or a caller known),
+    so shared caches keep it for that caller only; `public` otherwise, for a CDN.
+    """
+    if facts is None or not facts.reusable:
+        return "no-store"
+    max_age = int(facts.fresh_until - time.time())
+    if max_age <= 0:
+        return "no-store"
+    headers = request.headers
+    private = (
+        CALLER_KEY in request.scope.get("state", {})
+        or "authorization" in headers
+        or "x-api-key" in headers
+        or "cookie" in headers
+    )
+    return f"{'private' if private else 'public'}, max-age={max_age}"
 
 
 def create_app(settings: Settings) -> AnswerCache:
@@ -230,6 +281,10 @@ def create_app(settings: Settings) -> AnswerCache:
             state.store = store
             state.client = client
             state.service = ClusterService(client, store, settings, state.stats)
+            state.persisted = PersistedQueries(
+                max_entries=settings.persisted_queries_max_entries,
+                shared=store if store.kind == "redis" else None,
+            )
             stack.push_async_callback(state.service.close)
             metrics.watch(
                 lambda: itertools.chain(

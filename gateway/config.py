@@ -129,6 +129,14 @@ class Settings(BaseSettings):
         description="Bytes the answer cache holds at most (bodies and headers).",
     )
 
+    persisted_queries_max_entries: int = Field(
+        10_000,
+        ge=0,
+        le=1_000_000,
+        description="Documents of automatic persisted queries kept in memory (and in Redis "
+        "when the cache is Redis); 0 turns persisted queries off.",
+    )
+
     max_body_bytes: int = Field(
         65_536, ge=1024, le=10_000_000, description="Largest request body; larger ones get 413."
     )

@@ -1,0 +1,117 @@
+"""Automatic persisted queries: Apollo's APQ protocol, a document sent once, then its hash.
+
+A request whose `extensions.persistedQuery` holds `{"version": 1, "sha256Hash": H}` and
+no query is answered from the document registered under H, or refused with
+`PERSISTED_QUERY_NOT_FOUND` (HTTP 200, as Apollo clients expect) so the client sends it
+again with the document. A document sent with a hash is checked against it and
+registered. Documents live in a bounded in-process table and, when the cache is Redis, in
+Redis as well, so a hash registered through one replica is known to all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from typing import Any
+
+from strawberry.http import GraphQLRequestData
+
+from gateway.cache import CacheStore
+
+HASH = re.compile(r"[0-9a-f]{64}")
+#: Prefix of the shared store's keys; the version part changes with the entry format.
+KEY_PREFIX = "pcsgw:v1:apq:"
+#: How long the shared store keeps a document nobody asks for.
+SHARED_TTL_SECONDS = 7 * 24 * 3600.0
+
+
+class PersistedQueryError(Exception):
+    """A persisted-query request refused before execution, with its HTTP status and code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def document(self) -> dict[str, Any]:
+        """The GraphQL error document for the client."""
+        return {"errors": [{"message": self.message, "extensions": {"code": self.code}}]}
+
+
+class PersistedQueries:
+    """Documents by their SHA-256 hash: bounded in entries, shared through the cache store.
+
+    `max_entries=0` turns the protocol off: clients are told so and send documents.
+    """
+
+    def __init__(self, *, max_entries: int, shared: CacheStore | None = None) -> None:
+        self.max_entries = max_entries
+        self.shared = shared
+        self._documents: OrderedDict[str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    async def apply(self, request: GraphQLRequestData) -> None:
+        """Fill in the request's document from its hash, or register the document it sent."""
+        extensions = request.extensions
+        if not extensions or "persistedQuery" not in extensions:
+            return
+        if self.max_entries == 0:
+            raise PersistedQueryError(
+                200, "PERSISTED_QUERY_NOT_SUPPORTED", "PersistedQueryNotSupported"
+            )
+        sha256 = _hash_of(extensions["persistedQuery"])
+        if request.query is None:
+            document = await self._lookup(sha256)
+            if document is None:
+                raise PersistedQueryError(
+                    200, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound"
+                )
+            request.query = document
+            return
+        if hashlib.sha256(request.query.encode()).hexdigest() != sha256:
+            raise PersistedQueryError(400, "BAD_USER_INPUT", "provided sha does not match query")
+        if sha256 not in self._documents:
+            self._remember(sha256, request.query)
+            if self.shared is not None:
+                await self.shared.set_many(
+                    [KEY_PREFIX + sha256], request.query.encode(), SHARED_TTL_SECONDS
+                )
+
+    async def _lookup(self, sha256: str) -> str | None:
+        document = self._documents.get(sha256)
+        if document is not None:
+            self._documents.move_to_end(sha256)
+            return document
+        if self.shared is None:
+            return None
+        raw = await self.shared.get(KEY_PREFIX + sha256)
+        if raw is None:
+            return None
+        document = raw.decode()
+        # The shared store is trusted no further than a client: the hash must still match.
+        if hashlib.sha256(raw).hexdigest() != sha256:
+            return None
+        self._remember(sha256, document)
+        return document
+
+    def _remember(self, sha256: str, document: str) -> None:
+        self._documents[sha256] = document
+        while len(self._documents) > self.max_entries:
+            self._documents.popitem(last=False)
+
+
+def _hash_of(persisted: object) -> str:
+    if not isinstance(persisted, dict) or persisted.get("version") != 1:
+        raise PersistedQueryError(
+            400, "PERSISTED_QUERY_NOT_SUPPORTED", "Only persisted query version 1 is supported."
+        )
+    sha256 = persisted.get("sha256Hash")
+    if not isinstance(sha256, str) or HASH.fullmatch(sha256) is None:
+        raise PersistedQueryError(
+            400, "BAD_USER_INPUT", "persistedQuery.sha256Hash must be 64 lowercase hex digits."
+        )
+    return sha256
