@@ -1,6 +1,8 @@
 """ASGI applications the benchmark serves with uvicorn (`--factory`), one per process.
 
 gateway   the gateway in demo mode, settings from PCS_GATEWAY_* variables
+upstream  the gateway pointed at a PCS endpoint (AWS_ENDPOINT_URL_PCS), not in demo mode
+emulator  the PCS emulator seeded with BENCH_CLUSTERS full clusters named bench-<n>
 ceiling   a raw ASGI callable answering the bytes in BENCH_CEILING_BODY: the most any
           Python server on uvicorn could do with the same answer
 """
@@ -21,6 +23,22 @@ def gateway() -> Any:
     from gateway.app import create_app
 
     return create_app(load_settings(demo=True))
+
+
+def upstream() -> Any:
+    """The gateway as `pcs-gateway serve` makes it, against the PCS endpoint it is given."""
+    from gateway.app import create_app
+
+    return create_app(load_settings())
+
+
+def emulator() -> Any:
+    """The emulator holding many full clusters, for the memory measurement."""
+    from gateway.emulator.app import create_emulator
+    from gateway.emulator.seed import full
+
+    count = int(os.environ.get("BENCH_CLUSTERS", "10000"))
+    return create_emulator([full(f"bench-{n}") for n in range(count)], faults={})
 
 
 def ceiling() -> Any:

@@ -1,7 +1,7 @@
 """Cached-query benchmark: the gateway against the fastest Node GraphQL servers, one run.
 
     python3 bench/cached_queries.py [--rounds 3] [--seconds 5] [--connections 32]
-                                    [--scenarios full,status,full-get,production]
+                                    [--scenarios full,status,...] [--memory-clusters 10000]
                                     [--json bench/results/cached-queries.json]
 
 Installs what it needs (wrk from Debian's packages when run as root; the Node peers with
@@ -16,6 +16,27 @@ pinned to CPU 0 with taskset:
     apollo       Apollo Server 5, standalone
     mercurius    Mercurius on Fastify with graphql-jit (jit: 1)
 
+    gateway-2w   the gateway with 2 (gateway-4w: 4) uvicorn workers, on the same one core
+
+Scenarios (each server checked on every answer):
+
+    full         the full cluster query of schema/examples, cached, POST
+    status       the small `status` query, cached, POST
+    full-get     the full query over GET with the document in the URL
+    full-apq     the full query over GET by its APQ hash only (registered before the load)
+    status-apq   the small query the same way
+    new-shape    every request a document the server has never seen (same answer)
+    mixed        the full query, with every 20th request's variables never seen before (an
+                 extra variable the operation ignores): 5% answer-cache misses, each one a
+                 full GraphQL execution of a known document
+    production   the full query with production settings and an API key
+    workers      the full query with 1, 2 and 4 uvicorn workers on the server's one core
+    cold-burst   a fresh gateway, 1,000 requests from 200 clients at once over 5 clusters:
+                 PCS calls counted (the gateway's own metric), time to answer them all
+    memory       a gateway against an emulator of --memory-clusters full clusters: each
+                 asked for once (cluster and answer caches full), peak RSS against the
+                 RSS after the first answer
+
 All serve schema/schema.graphql with the demo data the gateway answered at start (held in
 memory by the Node peers; the gateway's cluster cache is warmed and its TTL set to an hour).
 wrk runs on CPU 1, 32 connections, and checks every answer against the expected body
@@ -27,6 +48,9 @@ per round and their median reported.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
+import hashlib
 import json
 import os
 import re
@@ -58,6 +82,7 @@ API_KEY = "bench-key-0123456789abcdef"
 #: metrics are always on; the key is sent in X-API-Key by every request of the scenario.
 PRODUCTION_ENV = {
     "PCS_GATEWAY_ENVIRONMENT": "production",
+    "PCS_GATEWAY_API_KEYS": API_KEY,
 }
 #: Every gateway process: an hour of freshness, so the data stays what the peers hold.
 GATEWAY_ENV = {
@@ -65,6 +90,7 @@ GATEWAY_ENV = {
     "PCS_GATEWAY_CACHE_MAX_STALE_SECONDS": "0",
 }
 AGE = re.compile(rb'"ageSeconds":[-0-9.eE+]+')
+FETCHED = re.compile(rb'"fetchedAt":"[^"]*"')
 
 
 @dataclass
@@ -94,14 +120,35 @@ class Scenario:
     method: str = "POST"
     headers: tuple[tuple[str, str], ...] = ()
     servers: tuple[str, ...] = ("gateway", "strawberry", "ceiling", "apollo", "mercurius")
+    #: Sent by its APQ hash alone (GET), the document registered before the load.
+    apq: bool = False
+    #: Every Nth request one never seen before (0: never): a new document ("name": the
+    #: operation renamed) or known document with new variables ("variables").
+    unique_every: int = 0
+    unique: str = "name"
 
     def request(self) -> tuple[str, bytes]:
         """Path and body of the request."""
         variables = {"identifier": IDENTIFIER}
+        if self.apq:
+            params = {
+                "extensions": json.dumps(self.extensions()),
+                "variables": json.dumps(variables),
+            }
+            return f"/graphql?{urlencode(params)}", b""
         if self.method == "GET":
             query = urlencode({"query": self.query, "variables": json.dumps(variables)})
             return f"/graphql?{query}", b""
         return "/graphql", json.dumps({"query": self.query, "variables": variables}).encode()
+
+    def extensions(self) -> dict[str, Any]:
+        sha256 = hashlib.sha256(self.query.encode()).hexdigest()
+        return {"persistedQuery": {"version": 1, "sha256Hash": sha256}}
+
+    def operation_name(self) -> str:
+        found = re.search(r"query (\w+)", self.query)
+        assert found is not None
+        return found.group(1)
 
 
 SCENARIOS = {
@@ -115,13 +162,44 @@ SCENARIOS = {
         headers=(("apollo-require-preflight", "true"),),
         servers=("gateway", "apollo", "mercurius"),
     ),
+    "full-apq": Scenario(
+        "full-apq",
+        FULL_QUERY,
+        method="GET",
+        headers=(("apollo-require-preflight", "true"),),
+        servers=("gateway", "apollo", "mercurius"),
+        apq=True,
+    ),
+    "status-apq": Scenario(
+        "status-apq",
+        STATUS_QUERY,
+        method="GET",
+        headers=(("apollo-require-preflight", "true"),),
+        servers=("gateway", "apollo", "mercurius"),
+        apq=True,
+    ),
+    "new-shape": Scenario(
+        "new-shape",
+        FULL_QUERY,
+        servers=("gateway", "strawberry", "apollo", "mercurius"),
+        unique_every=1,
+    ),
+    "mixed": Scenario(
+        "mixed",
+        FULL_QUERY,
+        servers=("gateway", "strawberry", "apollo", "mercurius"),
+        unique_every=20,
+    ),
     "production": Scenario(
         "production",
         FULL_QUERY,
         headers=(("x-api-key", API_KEY),),
         servers=("production", "apollo", "mercurius"),
     ),
+    "workers": Scenario("workers", FULL_QUERY, servers=("gateway", "gateway-2w", "gateway-4w")),
 }
+#: Scenarios that are not a wrk load against every server.
+SPECIAL = ("cold-burst", "memory")
 
 
 def free_port() -> int:
@@ -181,6 +259,19 @@ def stop(server: Server) -> None:
 def fetch(server: Server, scenario: Scenario) -> bytes:
     path, body = scenario.request()
     headers = dict(scenario.headers)
+    if scenario.apq:
+        registered = httpx.post(
+            server.url + "/graphql",
+            json={
+                "query": scenario.query,
+                "variables": {"identifier": IDENTIFIER},
+                "extensions": scenario.extensions(),
+            },
+            headers=headers,
+            timeout=10,
+        )
+        if registered.status_code != 200 or "errors" in registered.json():
+            raise SystemExit(f"{server.name} did not register {scenario.name}: {registered.text}")
     if scenario.method == "GET":
         response = httpx.get(server.url + path, headers=headers, timeout=10)
     else:
@@ -213,6 +304,10 @@ def wrk(
         "BENCH_PATH": path,
         "BENCH_BODY": str(body) if scenario.method == "POST" else "",
         "BENCH_EXPECTED": str(expected),
+        "BENCH_UNIQUE_EVERY": str(scenario.unique_every),
+        "BENCH_UNIQUE": scenario.unique,
+        "BENCH_UNIQUE_NAME": scenario.operation_name(),
+        "BENCH_RUN": str(time.monotonic_ns()),
         "BENCH_HEADERS": "\n".join(
             [f"{k}: {v}" for k, v in scenario.headers]
             + (["content-type: application/json"] if scenario.method == "POST" else [])
@@ -234,10 +329,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--scenarios", default=",".join([*SCENARIOS, *SPECIAL]))
+    parser.add_argument("--memory-clusters", type=int, default=10_000)
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "cached-queries.json")
     args = parser.parse_args()
-    scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
+    chosen = args.scenarios.split(",")
+    unknown = sorted(set(chosen) - {*SCENARIOS, *SPECIAL})
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {', '.join(unknown)}")
+    scenarios = [SCENARIOS[name] for name in chosen if name in SCENARIOS]
     ensure_tools()
     work = Path(tempfile.mkdtemp(prefix="pcsgw-bench-"))
     gateway_env = {**GATEWAY_ENV, "PYTHONPATH": str(ROOT)}
@@ -249,11 +349,13 @@ def main() -> int:
             {**gateway_env, "PCS_GATEWAY_ANSWER_CACHE_MAX_ENTRIES": "0"},
         ),
         "production": Server("production", uvicorn("gateway"), {**gateway_env, **PRODUCTION_ENV}),
+        "gateway-2w": Server("gateway-2w", uvicorn("gateway", "--workers", "2"), gateway_env),
+        "gateway-4w": Server("gateway-4w", uvicorn("gateway", "--workers", "4"), gateway_env),
     }
     needed = {name for scenario in scenarios for name in scenario.servers}
     running: list[Server] = []
     try:
-        for name in ("gateway", "strawberry", "production"):
+        for name in ("gateway", "strawberry", "production", "gateway-2w", "gateway-4w"):
             if name in needed or name == "gateway":
                 start(servers[name])
                 running.append(servers[name])
@@ -285,7 +387,9 @@ def main() -> int:
                 if name != "ceiling" and comparable(answer) != truth:
                     raise SystemExit(f"{name} answers {scenario.name} differently")
                 expected = work / f"{scenario.name}-{name}.expected"
-                expected.write_bytes(AGE.sub(b'"ageSeconds":0', answer))
+                expected.write_bytes(
+                    FETCHED.sub(b'"fetchedAt":""', AGE.sub(b'"ageSeconds":0', answer))
+                )
                 body = work / f"{scenario.name}.body"
                 body.write_bytes(scenario.request()[1])
                 files[(scenario.name, name)] = (expected, body)
@@ -308,9 +412,17 @@ def main() -> int:
                         flush=True,
                     )
         report = summarise(results, {s.name: s.peak_rss_mb() for s in running})
+        for server in running:
+            stop(server)
+        running.clear()
+        if "cold-burst" in chosen:
+            report["cold_burst"] = cold_burst(gateway_env)
+        if "memory" in chosen:
+            report["memory"] = memory(gateway_env, args.memory_clusters)
         report["command"] = " ".join(["python3", "bench/cached_queries.py", *sys.argv[1:]])
         report["machine"] = machine()
         print_table(report)
+        print_special(report)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwritten to {args.json}")
@@ -340,7 +452,7 @@ def summarise(
                 "peak_rss_mb": round(rss.get(name, 0.0), 1),
                 "rounds": runs,
             }
-            for peer in ("apollo", "mercurius", "ceiling", "strawberry"):
+            for peer in ("apollo", "mercurius", "ceiling", "strawberry", "gateway"):
                 if peer in by_server and peer != name:
                     pairs = list(zip(runs, by_server[peer], strict=True))
                     row[f"rps_vs_{peer}"] = statistics.median(a["rps"] / b["rps"] for a, b in pairs)
@@ -350,6 +462,150 @@ def summarise(
             rows[name] = row
         report["scenarios"][scenario] = rows
     return report
+
+
+def metric(server: Server, name: str) -> float:
+    """The sum of one metric's samples in the server's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+def cold_burst(env: dict[str, str]) -> dict[str, Any]:
+    """A fresh gateway asked by 200 clients at once for 5 clusters, 1,000 requests in all."""
+    identifiers = ["demo-full", "demo-active", "demo-creating", "demo-updating", "demo-minimal"]
+    server = Server("cold-burst", uvicorn("gateway"), env)
+    start(server)
+    try:
+        before = metric(server, "pcsgw_cache_upstream_calls_total")
+
+        async def burst() -> tuple[float, int]:
+            limits = httpx.Limits(max_connections=200)
+            async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+                gate = asyncio.Event()
+
+                async def one(n: int) -> bool:
+                    await gate.wait()
+                    variables = {"identifier": identifiers[n % len(identifiers)]}
+                    answer = await client.post(
+                        "/graphql", json={"query": FULL_QUERY, "variables": variables}
+                    )
+                    cluster = answer.json()["data"]["cluster"]
+                    return bool(cluster["name"] == variables["identifier"])
+
+                tasks = [asyncio.ensure_future(one(n)) for n in range(1000)]
+                await asyncio.sleep(0.2)
+                started = time.perf_counter()
+                gate.set()
+                right = sum(await asyncio.gather(*tasks))
+                return time.perf_counter() - started, right
+
+        seconds, right = asyncio.run(burst())
+        calls = metric(server, "pcsgw_cache_upstream_calls_total") - before
+    finally:
+        stop(server)
+    return {
+        "requests": 1000,
+        "clients": 200,
+        "identifiers": len(identifiers),
+        "right_answers": right,
+        "pcs_calls": int(calls),
+        "pcs_calls_per_identifier": calls / len(identifiers),
+        "seconds": round(seconds, 3),
+    }
+
+
+def memory(env: dict[str, str], clusters: int) -> dict[str, Any]:
+    """Peak RSS with `clusters` clusters in the cluster cache and their answers cached."""
+    emulator = Server(
+        "emulator",
+        uvicorn("emulator", "--lifespan", "off"),
+        {**env, "BENCH_CLUSTERS": str(clusters)},
+    )
+    emulator.port = free_port()
+    emulator.process = subprocess.Popen(
+        ["taskset", "-c", LOAD_CPU, *emulator.command, "--port", str(emulator.port)],
+        cwd=ROOT,
+        env={**os.environ, **emulator.env},
+        stdout=subprocess.DEVNULL,
+    )
+    gateway_env = {
+        **env,
+        "AWS_ENDPOINT_URL_PCS": emulator.url,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "PCS_GATEWAY_CACHE_MAX_ENTRIES": str(4 * clusters),
+        "PCS_GATEWAY_PCS_RATE_LIMIT_PER_SECOND": "10000",
+        "PCS_GATEWAY_PCS_RATE_LIMIT_BURST": "10000",
+    }
+    server = Server("memory", uvicorn("upstream"), gateway_env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(emulator.url + "/_emulator/calls", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the emulator did not start") from None
+                time.sleep(0.2)
+        start(server)
+
+        def ask(client: httpx.Client, n: int) -> None:
+            answer = client.post(
+                "/graphql", json={"query": FULL_QUERY, "variables": {"identifier": f"bench-{n}"}}
+            ).json()
+            if answer.get("data", {}).get("cluster", {}).get("name") != f"bench-{n}":
+                raise SystemExit(f"bench-{n} answered {str(answer)[:300]}")
+
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            ask(client, 0)
+            baseline = server.peak_rss_mb()
+            started = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda n: ask(client, n), range(clusters)))
+            seconds = time.perf_counter() - started
+        peak = server.peak_rss_mb()
+        answers = metric(server, "pcsgw_answer_cache_entries")
+        answer_bytes = metric(server, "pcsgw_answer_cache_bytes")
+    finally:
+        stop(server)
+        stop(emulator)
+    return {
+        "clusters": clusters,
+        "answers_cached": int(answers),
+        "answer_cache_mb": round(answer_bytes / 1024 / 1024, 1),
+        "rss_after_first_answer_mb": round(baseline, 1),
+        "peak_rss_mb": round(peak, 1),
+        "peak_over_first": round(peak / baseline, 2),
+        "seconds_to_fill": round(seconds, 1),
+    }
+
+
+def print_special(report: dict[str, Any]) -> None:
+    burst = report.get("cold_burst")
+    if burst is not None:
+        print(
+            f"\ncold burst: {burst['requests']} requests from {burst['clients']} clients over "
+            f"{burst['identifiers']} clusters: {burst['pcs_calls']} PCS calls "
+            f"({burst['pcs_calls_per_identifier']:.2f} per cluster), "
+            f"{burst['right_answers']} right answers in {burst['seconds']} s"
+        )
+    held = report.get("memory")
+    if held is not None:
+        print(
+            f"memory: {held['clusters']} clusters cached, {held['answers_cached']} answers "
+            f"({held['answer_cache_mb']} MB) cached: peak RSS {held['peak_rss_mb']} MB, "
+            f"{held['peak_over_first']}x the {held['rss_after_first_answer_mb']} MB after the "
+            f"first answer (filled in {held['seconds_to_fill']} s)"
+        )
 
 
 def print_table(report: dict[str, Any]) -> None:

@@ -2,7 +2,11 @@
 -- The expected body has each "ageSeconds" value replaced by 0 (the only field that changes
 -- from one answer to the next); a non-200 status or any other difference is a wrong answer.
 -- Environment: BENCH_METHOD, BENCH_PATH, BENCH_BODY (file), BENCH_EXPECTED (file),
--- BENCH_HEADERS (lines "name: value").
+-- BENCH_HEADERS (lines "name: value"); BENCH_UNIQUE_EVERY=N makes every Nth request one
+-- the server has never seen, with the same answer: BENCH_UNIQUE=name gives the operation
+-- (named BENCH_UNIQUE_NAME) a new name, BENCH_UNIQUE=variables adds a variable the
+-- operation does not use; either way unique to this run (BENCH_RUN) and request.
+-- "fetchedAt" values are normalised too: replicas or workers each fetched their own copy.
 
 local threads = {}
 
@@ -27,15 +31,30 @@ function init(args)
     local name, value = line:match("^([^:]+):%s*(.*)$")
     headers[name] = value
   end
-  request_bytes = wrk.format(
-    os.getenv("BENCH_METHOD") or "POST",
-    os.getenv("BENCH_PATH") or "/graphql",
-    headers,
-    body ~= "" and read(body) or nil
-  )
+  method = os.getenv("BENCH_METHOD") or "POST"
+  path = os.getenv("BENCH_PATH") or "/graphql"
+  request_headers = headers
+  request_body = body ~= "" and read(body) or nil
+  request_bytes = wrk.format(method, path, headers, request_body)
+  unique_every = tonumber(os.getenv("BENCH_UNIQUE_EVERY") or "0")
+  unique_name = os.getenv("BENCH_UNIQUE_NAME") or ""
+  unique_mode = os.getenv("BENCH_UNIQUE") or "name"
+  run = os.getenv("BENCH_RUN") or "0"
+  sent = 0
 end
 
 function request()
+  sent = sent + 1
+  if unique_every > 0 and sent % unique_every == 0 then
+    local suffix = "R" .. run .. "N" .. sent
+    local fresh
+    if unique_mode == "variables" then
+      fresh = request_body:gsub('"variables": {', '"variables": {"n": "' .. suffix .. '", ', 1)
+    else
+      fresh = request_body:gsub(unique_name, unique_name .. suffix, 1)
+    end
+    return wrk.format(method, path, request_headers, fresh)
+  end
   return request_bytes
 end
 
@@ -46,6 +65,7 @@ function response(status, headers, body)
     return
   end
   local normalised = body:gsub('"ageSeconds":[%-%d%.eE%+]+', '"ageSeconds":0')
+  normalised = normalised:gsub('"fetchedAt":"[^"]*"', '"fetchedAt":""')
   if normalised ~= expected then
     wrong = wrong + 1
   end
