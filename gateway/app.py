@@ -82,7 +82,8 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
         if self.state.service is None:
-            raise RuntimeError("the gateway is not started")
+            # Listening before the lifespan has made the parts: refused, as /readyz says.
+            raise HTTPException(503, "The gateway is starting; try again shortly.")
         settings = self.state.settings
         context = GatewayContext(
             service=self.state.service,
@@ -253,9 +254,8 @@ def create_app(settings: Settings) -> AnswerCache:
             # Reported, never a reason for 503: a PCS outage must not pull every replica.
             checks["pcsBreaker"] = state.client.breaker.state.value
         serving = state.ready and not state.draining and state.service is not None
-        body = {"status": "ready" if serving else "unavailable", "checks": checks}
-        if state.draining:
-            body["status"] = "draining"
+        status = "draining" if state.draining else "ready" if serving else "starting"
+        body = {"status": status, "checks": checks}
         return JSONResponse(body, status_code=200 if serving else 503)
 
     @contextlib.asynccontextmanager

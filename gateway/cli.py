@@ -35,18 +35,17 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"pcs-gateway: {exc}", file=sys.stderr)
             return 2
     from gateway.app import create_app
+    from gateway.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    return serve(
+        app,
+        app.state.gateway,
         host=settings.host,
         port=settings.port,
-        log_level="info",
-        access_log=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
+        drain_seconds=settings.drain_seconds,
     )
-    return 0
 
 
 def _emulator(args: argparse.Namespace) -> int:

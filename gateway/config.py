@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port `serve` listens on.")
+    drain_seconds: Seconds = Field(
+        15.0,
+        description="On SIGTERM, how long requests in flight get to finish before the gateway "
+        "closes its connections and exits.",
+    )
     demo: bool = Field(
         False, description="Start the built-in PCS emulator and answer from it (no AWS account)."
     )

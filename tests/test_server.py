@@ -1,0 +1,243 @@
+"""The server of `serve`: readiness while starting and draining, a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.app import GatewayState, create_app
+from gateway.config import Settings
+from gateway.server import ClosingWhileDraining, GatewayServer
+from tests.conftest import GatewayFactory, assert_no_leaks
+from tests.servers import Emulator, RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERY = "query($id: String!) { cluster(identifier: $id) { name status } }"
+SLOW_CLUSTERS = ["demo-active", "demo-creating", "demo-updating", "demo-full"]
+PCS_LATENCY_SECONDS = 3.0
+DRAIN_SECONDS = 20.0
+
+
+def wait_until(condition: Any, seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"not within {seconds}s: {what}")
+
+
+def readyz(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5)
+    except httpx.TransportError:
+        return None
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+@pytest.fixture
+def slow_emulator(emulator: Emulator) -> Iterator[Emulator]:
+    emulator.reset()
+    emulator.faults({"global": {"latencySeconds": PCS_LATENCY_SECONDS}})
+    try:
+        yield emulator
+    finally:
+        emulator.faults(None)
+        emulator.reset()
+
+
+@pytest.mark.redis
+def test_sigterm_drains_requests_in_flight_then_closes_and_exits_0(
+    slow_emulator: Emulator, redis_url: str
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_PCS": slow_emulator.url,
+        "PCS_GATEWAY_CACHE_URL": redis_url,
+        "PCS_GATEWAY_DRAIN_SECONDS": str(DRAIN_SECONDS),
+        "PCS_GATEWAY_PCS_READ_TIMEOUT_SECONDS": "15",
+        "PCS_GATEWAY_REQUEST_DEADLINE_SECONDS": "15",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(lambda: (r := readyz(url)) is not None and r.status_code == 200, 60, "ready")
+        # A client holding a keep-alive connection from before the signal.
+        watcher = httpx.Client(base_url=url, timeout=10)
+        assert watcher.get("/readyz").status_code == 200
+
+        def ask(identifier: str) -> httpx.Response:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                return client.post(
+                    "/graphql", json={"query": QUERY, "variables": {"id": identifier}}
+                )
+
+        with ThreadPoolExecutor(len(SLOW_CLUSTERS)) as pool:
+            answers = [pool.submit(ask, identifier) for identifier in SLOW_CLUSTERS]
+            # Every request has reached PCS, which takes its time to answer.
+            wait_until(lambda: slow_emulator.calls() >= len(SLOW_CLUSTERS), 30, "requests at PCS")
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+
+            draining = wait_until(
+                lambda: (r := watcher.get("/readyz")).status_code == 503 and r, 10, "draining"
+            )
+            assert draining.json()["status"] == "draining"
+            assert draining.headers["connection"] == "close"
+            wait_until(lambda: refuses_connections(port), 10, "new connections refused")
+            assert all(not answer.done() for answer in answers), "answered before PCS did"
+
+            for identifier, answer in zip(SLOW_CLUSTERS, answers, strict=True):
+                response = answer.result(timeout=60)
+                assert response.status_code == 200
+                body = response.json()
+                assert_no_leaks(body)
+                assert "errors" not in body, body
+                assert body["data"]["cluster"]["name"] == identifier
+        watcher.close()
+        code = process.wait(timeout=DRAIN_SECONDS + 10)
+        stopped_after = time.monotonic() - signalled
+        output = process.stdout.read() if process.stdout else ""
+        assert code == 0, output
+        assert PCS_LATENCY_SECONDS * 0.5 < stopped_after < DRAIN_SECONDS, output
+        assert "gateway stopped: PCS client and cache closed" in output
+        assert "Unclosed" not in output and "Traceback" not in output, output
+        assert "cancelling" not in output, output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+class HeldStart:
+    """The gateway's app with its lifespan start held until `release` is set."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.release = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await asyncio.to_thread(self.release.wait, 30)
+        await self.app(scope, receive, send)
+
+
+class GatewayServerThread:
+    """GatewayServer on a free port in a thread of its own (no signals: stopped by flag)."""
+
+    def __init__(self, app: ASGIApp, state: GatewayState, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            ClosingWhileDraining(app, state),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+        )
+        self.server = GatewayServer(config, state, drain_seconds=settings.drain_seconds)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()))
+
+    def __enter__(self) -> GatewayServerThread:
+        self.thread.start()
+        wait_until(lambda: self.server.started, 20, "listening")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+
+
+def test_readyz_says_starting_until_the_parts_are_made(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PCS", emulator.url)
+    settings = Settings()
+    app = create_app(settings)
+    held = HeldStart(app)
+    with GatewayServerThread(held, app.state.gateway, settings) as server:
+        # Listening before the lifespan has run: alive, not ready, queries refused plainly.
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        starting = httpx.get(f"{server.url}/readyz")
+        assert starting.status_code == 503
+        assert starting.json()["status"] == "starting"
+        refused = httpx.post(
+            f"{server.url}/graphql", json={"query": QUERY, "variables": {"id": "demo-active"}}
+        )
+        assert refused.status_code == 503
+        assert refused.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+        assert_no_leaks(refused.json())
+
+        held.release.set()
+        wait_until(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, 30, "ready")
+        answer = httpx.post(
+            f"{server.url}/graphql", json={"query": QUERY, "variables": {"id": "demo-active"}}
+        ).json()
+        assert answer["data"]["cluster"]["name"] == "demo-active"
+    assert server.server.exit_code == 0
+    assert app.state.gateway.draining is True  # type: ignore[attr-defined]
+
+
+def test_readyz_stays_200_when_pcs_is_down(
+    start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens there: every PCS call fails to connect.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PCS", f"http://127.0.0.1:{free_port()}")
+    gateway = start_gateway(pcs_max_attempts=1, breaker_failure_threshold=1)
+    failed = gateway.query(QUERY, {"id": "demo-active"})
+    assert failed["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+    ready = gateway.http.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    # The outage is reported, never a reason to take every replica out of the Service.
+    assert body["checks"]["pcsBreaker"] == "open"
+
+
+@pytest.mark.redis
+def test_readyz_stays_200_with_the_cache_degraded_when_redis_is_down(
+    start_gateway: GatewayFactory,
+) -> None:
+    redis_server = RedisServer().start()
+    try:
+        gateway = start_gateway(cache_url=redis_server.url)
+        assert gateway.http.get("/readyz").json()["checks"]["cache"] == "ok"
+    finally:
+        redis_server.stop()
+    ready = gateway.http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["checks"]["cache"] == "degraded"
+    answer = gateway.query(QUERY, {"id": "demo-active"})
+    assert answer["data"]["cluster"]["name"] == "demo-active"
