@@ -46,14 +46,18 @@ def image(request: pytest.FixtureRequest) -> BuiltImage:
     ensure_base_image()
     base_seconds = time.monotonic() - started
     built = build_image()
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     line = (
         f"image {built.name}: {built.size_mb:.0f} MB, built in {built.build_seconds:.0f} s "
         f"(base image ready in {base_seconds:.0f} s)"
     )
-    print(line)
-    if reporter is not None:
-        reporter.write_line("\n" + line)
+    # Shown in the test output, not only in a failure's captured output.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is not None and reporter is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("\n" + line)
+    else:
+        print(line)
     return built
 
 
