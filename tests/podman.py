@@ -114,5 +114,7 @@ def build_image() -> BuiltImage:
         timeout=1200,
     )
     seconds = time.monotonic() - started
+    # Layers of earlier builds go after a day; recent ones stay as the build cache.
+    podman("image", "prune", "--force", "--filter", "until=24h")
     (inspected,) = json.loads(podman("image", "inspect", IMAGE))
     return BuiltImage(IMAGE, int(inspected["Size"]), seconds)

@@ -116,10 +116,10 @@ def test_sigterm_drains_requests_in_flight_then_closes_and_exits_0(
             assert draining.json()["status"] == "draining"
             assert draining.headers["connection"] == "close"
             wait_until(lambda: refuses_connections(port), 10, "new connections refused")
-            assert all(not answer.done() for answer in answers), "answered before PCS did"
 
             for identifier, answer in zip(SLOW_CLUSTERS, answers, strict=True):
-                response = answer.result(timeout=60)
+                response, answered = answer.result(timeout=60)
+                assert answered > signalled, "answered before the signal: not in flight"
                 assert response.status_code == 200
                 body = response.json()
                 assert_no_leaks(body)
@@ -130,7 +130,7 @@ def test_sigterm_drains_requests_in_flight_then_closes_and_exits_0(
         stopped_after = time.monotonic() - signalled
         output = process.stdout.read() if process.stdout else ""
         assert code == 0, output
-        assert PCS_LATENCY_SECONDS * 0.5 < stopped_after < DRAIN_SECONDS, output
+        assert stopped_after < DRAIN_SECONDS, output
         assert "gateway stopped: PCS client and cache closed" in output
         assert "Unclosed" not in output and "Traceback" not in output, output
         assert "cancelling" not in output, output
