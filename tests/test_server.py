@@ -97,11 +97,11 @@ def test_sigterm_drains_requests_in_flight_then_closes_and_exits_0(
         watcher = httpx.Client(base_url=url, timeout=10)
         assert watcher.get("/readyz").status_code == 200
 
-        def ask(identifier: str) -> httpx.Response:
+        def ask(identifier: str) -> tuple[httpx.Response, float]:
             with httpx.Client(base_url=url, timeout=60) as client:
-                return client.post(
-                    "/graphql", json={"query": QUERY, "variables": {"id": identifier}}
-                )
+                body = {"query": QUERY, "variables": {"id": identifier}}
+                response = client.post("/graphql", json=body)
+                return response, time.monotonic()
 
         with ThreadPoolExecutor(len(SLOW_CLUSTERS)) as pool:
             answers = [pool.submit(ask, identifier) for identifier in SLOW_CLUSTERS]
