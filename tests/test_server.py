@@ -241,3 +241,22 @@ def test_readyz_stays_200_with_the_cache_degraded_when_redis_is_down(
     assert ready.json()["checks"]["cache"] == "degraded"
     answer = gateway.query(QUERY, {"id": "demo-active"})
     assert answer["data"]["cluster"]["name"] == "demo-active"
+
+
+def test_a_stop_while_starting_waits_for_the_start_then_closes(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PCS", emulator.url)
+    settings = Settings(drain_seconds=10)
+    app = create_app(settings)
+    held = HeldStart(app)
+    server = GatewayServerThread(held, app.state.gateway, settings)
+    with caplog.at_level("INFO", logger="gateway"):
+        with server:
+            assert httpx.get(f"{server.url}/readyz").json()["status"] == "starting"
+            server.server.should_exit = True
+            wait_until(lambda: refuses_connections(server.port), 10, "listener closed")
+            # The start ends during the drain: what it made is closed, not leaked.
+            held.release.set()
+        assert server.server.exit_code == 0
+    assert "gateway stopped: PCS client and cache closed" in caplog.text
