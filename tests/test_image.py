@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL_QUERY = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()
 #: What the image sets PCS_GATEWAY_DRAIN_SECONDS to by default (the setting's default).
 DRAIN_SECONDS = 15.0
-KUBECTL = str(Path(sys.executable).with_name("kubectl"))
+KUBECTL = str(Path(sysconfig.get_path("scripts")) / "kubectl")
 PLAYED_KINDS = frozenset({"Deployment", "ConfigMap"})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ import yaml
 from gateway.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+#: Where pip put the console scripts of the dev tools (hadolint, kubectl, kubernetes-validate).
+BIN = Path(sysconfig.get_path("scripts"))
 OVERLAYS = sorted(p.name for p in (ROOT / "k8s" / "overlays").iterdir() if p.is_dir())
 #: Checked against the current release and the oldest one supported (preStop's sleep
 #: action is there from 1.30 on).
