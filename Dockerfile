@@ -22,7 +22,6 @@ COPY gateway ./gateway
 # The package and its runtime dependencies at the lock's versions (the lock's dev tools stay out).
 RUN /opt/pcs-gateway/venv/bin/pip install --no-cache-dir --constraint requirements.lock . \
     && /opt/pcs-gateway/venv/bin/pcs-gateway graphiql-assets download /opt/pcs-gateway/graphiql \
-    && chmod -R a+rX /opt/pcs-gateway/graphiql \
     && /opt/pcs-gateway/venv/bin/pip uninstall --yes pip setuptools
 
 FROM ${BASE_IMAGE}

@@ -103,6 +103,8 @@ def test_download_fetches_the_pinned_files_and_a_second_run_reuses_them() -> Non
     folder = downloaded_assets()
     for name, file in pinned_files():
         assert sri((folder / name).read_bytes()) == file.integrity
+        # Readable by whichever user the gateway runs as (an image's non-root user).
+        assert (folder / name).stat().st_mode & 0o444 == 0o444
     again = subprocess.run(
         [sys.executable, "-m", "gateway", "graphiql-assets", "download", str(folder)],
         capture_output=True,

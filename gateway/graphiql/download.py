@@ -43,11 +43,17 @@ def fetch(url: str, timeout: float = 60) -> bytes:
     return body
 
 
+#: Public files, served to any browser: readable by the user the gateway runs as.
+PUBLIC_FILE_MODE = 0o644
+
+
 def _present(target: Path, package: Package) -> bool:
     for file in package.files:
         path = target / package.folder / file.path
         if not path.is_file() or sri(path.read_bytes()) != file.integrity:
             return False
+        # Folders written before files were made world-readable get the same mode.
+        path.chmod(PUBLIC_FILE_MODE)
     return True
 
 
@@ -56,6 +62,7 @@ def _write(path: Path, body: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as temporary:
         temporary.write(body)
+    os.chmod(temporary.name, PUBLIC_FILE_MODE)
     os.replace(temporary.name, path)
 
 
