@@ -42,6 +42,7 @@ from gateway.metrics import (
     upstream_families,
 )
 from gateway.pcs.client import PcsClient
+from gateway.security import security_middleware
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     """Strawberry's ASGI view, with the gateway's context and a fast JSON encoder."""
 
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
-        super().__init__(build_schema(), **kwargs)
+        super().__init__(build_schema(settings=state.settings), **kwargs)
         self.state = state
 
     async def get_context(
@@ -268,6 +269,7 @@ def create_app(settings: Settings) -> AnswerCache:
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
+            *security_middleware(settings),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,

@@ -1,0 +1,87 @@
+"""What may reach the GraphQL endpoint: its methods, its content type, WebSocket origins.
+
+GraphQL over HTTP needs GET and POST with `application/json` bodies; anything else is
+refused with a GraphQL error document before Strawberry sees it (a form post or a text/plain
+body, which browsers send cross-site without a preflight, never runs an operation). A
+browser's WebSocket handshake from an origin not allowed is refused (403).
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+#: Media types a POST body to /graphql may have.
+BODY_TYPES = frozenset({b"application/json"})
+
+
+class AdmissionMiddleware:
+    """Refuses methods, body types and WebSocket origins GraphQL over HTTP does not need."""
+
+    def __init__(self, app: ASGIApp, *, allow_origins: list[str], path: str = "/graphql") -> None:
+        self.app = app
+        self.path = path
+        self.allow_origins = frozenset(origin.encode() for origin in allow_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == self.path:
+            if not self._origin_allowed(scope):
+                await send({"type": "websocket.close", "code": 1008})
+                return
+        elif scope["type"] == "http" and scope["path"] == self.path:
+            method = scope["method"]
+            if method not in ("GET", "HEAD", "POST"):
+                await _refuse(
+                    send,
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    "GraphQL is served over GET and POST.",
+                    [(b"allow", b"GET, POST")],
+                )
+                return
+            if method == "POST" and _media_type(scope) not in BODY_TYPES:
+                await _refuse(
+                    send,
+                    415,
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    "POST bodies must be application/json.",
+                    [(b"accept-post", b"application/json")],
+                )
+                return
+        await self.app(scope, receive, send)
+
+    def _origin_allowed(self, scope: Scope) -> bool:
+        """No Origin (not a browser), the gateway's own origin, or one in the allowlist."""
+        headers = dict(scope["headers"])
+        origin = headers.get(b"origin")
+        if origin is None or origin in self.allow_origins:
+            return True
+        host = headers.get(b"host", b"")
+        own = (b"http://" + host, b"https://" + host)
+        return bool(host) and origin in own
+
+
+def _media_type(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
+            return media_type
+    return b""
+
+
+async def _refuse(
+    send: Send, status: int, code: str, message: str, extra: list[tuple[bytes, bytes]]
+) -> None:
+    body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
