@@ -60,8 +60,6 @@ PRODUCTION_ENV = {
     "PCS_GATEWAY_ENVIRONMENT": "production",
     # The full query reads the secret references: the key holds the scope that shows them.
     "PCS_GATEWAY_API_KEYS": f"{API_KEY}:pcs-gateway:secrets",
-    # wrk is one caller sending tens of thousands of requests a second.
-    "PCS_GATEWAY_RATE_LIMIT": "off",
 }
 #: Every gateway process: an hour of freshness, so the data stays what the peers hold.
 GATEWAY_ENV = {
