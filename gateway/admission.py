@@ -1,9 +1,9 @@
-"""What may reach the GraphQL endpoint: its methods, its content type, WebSocket origins.
+"""What may reach the GraphQL endpoint over HTTP: its methods and its content type.
 
 GraphQL over HTTP needs GET and POST with `application/json` bodies; anything else is
 refused with a GraphQL error document before Strawberry sees it (a form post or a text/plain
-body, which browsers send cross-site without a preflight, never runs an operation). A
-browser's WebSocket handshake from an origin not allowed is refused (403).
+body, which browsers send cross-site without a preflight, never runs an operation).
+WebSocket origins are checked by Strawberry's view against the same allowlist as CORS.
 """
 
 from __future__ import annotations
@@ -16,19 +16,14 @@ BODY_TYPES = frozenset({b"application/json"})
 
 
 class AdmissionMiddleware:
-    """Refuses methods, body types and WebSocket origins GraphQL over HTTP does not need."""
+    """Refuses methods and body types GraphQL over HTTP does not need."""
 
-    def __init__(self, app: ASGIApp, *, allow_origins: list[str], path: str = "/graphql") -> None:
+    def __init__(self, app: ASGIApp, *, path: str = "/graphql") -> None:
         self.app = app
         self.path = path
-        self.allow_origins = frozenset(origin.encode() for origin in allow_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == self.path:
-            if not self._origin_allowed(scope):
-                await send({"type": "websocket.close", "code": 1008})
-                return
-        elif scope["type"] == "http" and scope["path"] == self.path:
+        if scope["type"] == "http" and scope["path"] == self.path:
             method = scope["method"]
             if method not in ("GET", "HEAD", "POST"):
                 await _refuse(
@@ -49,16 +44,6 @@ class AdmissionMiddleware:
                 )
                 return
         await self.app(scope, receive, send)
-
-    def _origin_allowed(self, scope: Scope) -> bool:
-        """No Origin (not a browser), the gateway's own origin, or one in the allowlist."""
-        headers = dict(scope["headers"])
-        origin = headers.get(b"origin")
-        if origin is None or origin in self.allow_origins:
-            return True
-        host = headers.get(b"host", b"")
-        own = (b"http://" + host, b"https://" + host)
-        return bool(host) and origin in own
 
 
 def _media_type(scope: Scope) -> bytes:

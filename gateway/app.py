@@ -181,6 +181,7 @@ def create_app(settings: Settings) -> AnswerCache:
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=True,
+        allowed_origins=settings.cors_allow_origins,
     )
 
     async def graphiql_asset(request: Request) -> Response:

@@ -240,10 +240,15 @@ class Settings(BaseSettings):
     @field_validator("cors_allow_origins")
     @classmethod
     def _exact_origins(cls, value: list[str]) -> list[str]:
+        from strawberry.http.websocket_origin import normalize_origin
+
+        origins = []
         for origin in value:
-            if origin == "*" or not origin.startswith(("https://", "http://")):
+            normal = normalize_origin(origin)
+            if normal is None or not origin.startswith(("https://", "http://")):
                 raise ValueError("list exact origins such as https://portal.example.com, no *")
-        return [origin.rstrip("/") for origin in value]
+            origins.append(normal)
+        return origins
 
     @field_validator("rate_limit")
     @classmethod

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.answers import CALLER_KEY
@@ -74,9 +74,7 @@ class CallerQuota:
         self.trusted_proxies = settings.trusted_proxies
         self.timeout = settings.cache_timeout_seconds
         self.items: list[RateLimitItem] = parse_many(settings.rate_limit or "")
-        self.limiter = (
-            SlidingWindowCounterRateLimiter(make_storage(settings)) if self.items else None
-        )
+        self.limiter = MovingWindowRateLimiter(make_storage(settings)) if self.items else None
         self.refused = 0
         self._warned = 0.0
 

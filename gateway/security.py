@@ -27,7 +27,7 @@ def security_middleware(settings: Settings) -> list[Middleware]:
             allow_credentials=False,
             max_age=600,
         ),
-        Middleware(AdmissionMiddleware, allow_origins=settings.cors_allow_origins),
+        Middleware(AdmissionMiddleware),
         Middleware(AuthenticationMiddleware, authenticator=Authenticator(settings)),
         Middleware(CallerQuota, settings=settings),
     ]
