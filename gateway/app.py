@@ -101,6 +101,14 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson refuses bytes that are not UTF-8 with a JSONDecodeError (a 400), where the
+        # standard decoder's guess at UTF-16/32 fails with an error Strawberry does not catch.
+        decoded = orjson.loads(data)
+        if not isinstance(decoded, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return decoded
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Strawberry's refusals (body not JSON, no query...) as GraphQL error documents."""
         if scope["type"] != "http":

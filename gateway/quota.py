@@ -73,7 +73,9 @@ class CallerQuota:
         self.path = path
         self.trusted_proxies = settings.trusted_proxies
         self.timeout = settings.cache_timeout_seconds
-        self.items: list[RateLimitItem] = parse_many(settings.rate_limit or "")
+        self.items: list[RateLimitItem] = (
+            parse_many(settings.rate_limit) if settings.rate_limit else []
+        )
         self.limiter = MovingWindowRateLimiter(make_storage(settings)) if self.items else None
         self.refused = 0
         self._warned = 0.0
