@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,6 +156,11 @@ def test_public_routes_and_the_graphiql_page_need_no_credentials(
     assert gateway.http.get("/metrics").status_code == 200
     page = gateway.http.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200 and "<html" in page.text.lower()
+    # The page's own script and style load without credentials too.
+    files = re.findall(r'(?:src|href)="(graphql/assets/[^"]+)"', page.text)
+    assert files
+    for path in files:
+        assert gateway.http.get(f"/{path}").status_code == 200
     # A GET that names an operation is an API call: it needs credentials, HTML or not.
     query = {"query": STATUS}
     assert_unauthenticated(gateway.http.get("/graphql", params=query))
