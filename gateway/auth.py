@@ -139,10 +139,11 @@ class KeySetCache:
         now = time.monotonic()
         stale = now - self.fetched_at > self.max_age
         unknown = kid is not None and kid not in self.kids
-        if self.keys is None or stale or (unknown and now - self.fetched_at >= self.min_refresh):
+        # Never more often than min_refresh, whatever tokens arrive or however the issuer fails.
+        if (self.keys is None or stale or unknown) and now - self.fetched_at >= self.min_refresh:
             async with self._lock:
                 # Another request may have fetched them while this one waited.
-                if self.keys is None or time.monotonic() - self.fetched_at >= self.min_refresh:
+                if time.monotonic() - self.fetched_at >= self.min_refresh:
                     await self._fetch()
         if self.keys is None:
             raise Unauthenticated("The token's signing keys cannot be fetched; retry later.")
@@ -260,13 +261,14 @@ class Authenticator:
         """The caller the headers prove; Unauthenticated when they prove none."""
         authorization = headers.get(b"authorization")
         api_key = headers.get(b"x-api-key")
-        if authorization is not None:
+        if authorization is not None and self.tokens is not None:
             scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
-            if scheme.lower() != "bearer" or self.tokens is None or not token.strip():
-                raise Unauthenticated("Only bearer tokens are accepted in Authorization.")
-            return await self.tokens.verify(token.strip())
+            if scheme.lower() == "bearer" and token.strip():
+                return await self.tokens.verify(token.strip())
         if api_key is not None and self.keys:
             return self._key_caller(api_key)
+        if authorization is not None:
+            raise Unauthenticated("The Authorization header is not a bearer token accepted here.")
         raise Unauthenticated(
             "Credentials are required: an API key in X-API-Key or a bearer token in Authorization."
         )

@@ -1,9 +1,10 @@
 """Operation limits: what one operation may cost, checked before any resolver runs.
 
-Depth, aliases and tokens are Strawberry's own extensions; the lookup limit counts the
-distinct cluster identifiers an operation asks for (literals, variables and variable
-defaults of every `cluster` and `clusters` field it selects) against the settings. An
-operation over a limit is a request error: no `data`, one error with the limit.
+Depth, aliases and tokens are Strawberry's own limiters (parse and validation errors); the
+lookup limit counts the distinct cluster identifiers an operation asks for (literals,
+variables and variable defaults of every `cluster` and `clusters` field it selects, through
+fragments) and its largest batch, and refuses the whole operation with `BAD_USER_INPUT`
+and the `limit` before execution starts.
 """
 
 from __future__ import annotations
