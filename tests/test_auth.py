@@ -43,6 +43,8 @@ class KeySetServer:
     def __init__(self) -> None:
         self.keys: list[ECKey] = []
         self.fetches = 0
+        #: When set, the status every fetch gets instead of the keys.
+        self.failing: int | None = None
         self.server = ServerThread(self, lifespan="off").start()
         self.url = f"{self.server.url}/jwks.json"
 
@@ -55,6 +57,10 @@ class KeySetServer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
         self.fetches += 1
+        if self.failing is not None:
+            await send({"type": "http.response.start", "status": self.failing, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
         body = httpx.Response(200, json=KeySet(list(self.keys)).as_dict(private=False)).content
         await send(
             {
@@ -283,6 +289,52 @@ def test_a_rotated_key_is_fetched_and_an_unknown_key_id_refused(
     retired = jwks.new_key("k-retired")
     assert_unauthenticated(post(gateway, STATUS, bearer(mint(retired))))
     assert post(gateway, STATUS, bearer(mint(new))).status_code == 200
+
+
+def test_keys_held_keep_working_while_the_issuer_fails(
+    start_gateway: GatewayFactory, jwks: KeySetServer
+) -> None:
+    key = jwks.new_key("k-held")
+    jwks.publish(key)
+    gateway = start_gateway(**oidc_settings(jwks, oidc_jwks_min_refresh_seconds=0.5))
+    assert post(gateway, STATUS, bearer(mint(key))).status_code == 200
+    fetched = jwks.fetches
+    jwks.failing = 503
+    try:
+        time.sleep(0.6)
+        stranger = jwks.new_key("k-unknown")
+        # The unknown key id makes the gateway look again; the look fails.
+        started = time.monotonic()
+        assert_unauthenticated(post(gateway, STATUS, bearer(mint(stranger))))
+        assert jwks.fetches == fetched + 1
+        for _ in range(5):
+            assert post(gateway, STATUS, bearer(mint(key))).status_code == 200
+            assert_unauthenticated(post(gateway, STATUS, bearer(mint(stranger))))
+        # At most one fetch per minimum interval, however many tokens name unknown keys.
+        intervals = int((time.monotonic() - started) / 0.5)
+        assert fetched + 1 <= jwks.fetches <= fetched + 1 + intervals
+    finally:
+        jwks.failing = None
+
+
+def test_a_token_is_refused_while_no_keys_can_be_fetched(
+    start_gateway: GatewayFactory, jwks: KeySetServer
+) -> None:
+    key = jwks.new_key("k-never")
+    jwks.publish(key)
+    jwks.failing = 500
+    try:
+        gateway = start_gateway(**oidc_settings(jwks, oidc_jwks_min_refresh_seconds=60))
+        fetched = jwks.fetches
+        for _ in range(3):
+            response = post(gateway, STATUS, bearer(mint(key)))
+            assert_unauthenticated(response)
+            assert response.json()["errors"][0]["message"] == (
+                "The token's signing keys cannot be fetched; retry later."
+            )
+        assert jwks.fetches == fetched + 1
+    finally:
+        jwks.failing = None
 
 
 def test_api_keys_and_tokens_work_side_by_side(
