@@ -77,7 +77,6 @@ class CallerQuota:
             parse_many(settings.rate_limit) if settings.rate_limit else []
         )
         self.limiter = MovingWindowRateLimiter(make_storage(settings)) if self.items else None
-        self.refused = 0
         self._warned = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,7 +97,6 @@ class CallerQuota:
         if retry_after is None:
             await self.app(scope, receive, send)
             return
-        self.refused += 1
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})
             return
