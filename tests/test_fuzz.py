@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -10,9 +11,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from joserfc.jwk import ECKey
 
 from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
 from tests.servers import free_port
+from tests.test_auth import AUDIENCE, ISSUER, KeySetServer, mint
 
 FUZZ = settings(
     max_examples=150,
@@ -186,3 +189,69 @@ def test_random_credentials_are_refused(
     check(response)
     assert response.status_code == 401
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[tuple[KeySetServer, ECKey]]:
+    server = KeySetServer()
+    key = server.new_key("k-fuzz")
+    server.publish(key)
+    try:
+        yield server, key
+    finally:
+        server.server.stop()
+
+
+@pytest.fixture
+def verifying(start_gateway: GatewayFactory, issuer: tuple[KeySetServer, ECKey]) -> Gateway:
+    server, _ = issuer
+    return start_gateway(
+        rate_limit="off",
+        oidc_issuer=ISSUER,
+        oidc_audience=AUDIENCE,
+        oidc_jwks_url=server.url,
+        oidc_jwks_min_refresh_seconds=60,
+    )
+
+
+@FUZZ
+@given(
+    header=st.dictionaries(st.sampled_from(["alg", "kid", "typ", "crit", "b64"]), json_values)
+    | json_values,
+    claims=st.dictionaries(
+        st.sampled_from(["iss", "aud", "sub", "exp", "nbf", "iat", "scope", "groups"]),
+        json_values,
+    )
+    | json_values,
+    signature=st.binary(max_size=80),
+    keep_kid=st.booleans(),
+)
+def test_random_tokens_against_a_real_key_set_are_refused(
+    verifying: Gateway, header: Any, claims: Any, signature: bytes, keep_kid: bool
+) -> None:
+    if keep_kid and isinstance(header, dict):
+        header = {**header, "kid": "k-fuzz", "alg": "ES256"}
+    token = ".".join(
+        [b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()), b64(signature)]
+    )
+    response = verifying.http.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"authorization": f"Bearer {token}"}
+    )
+    check(response)
+    assert response.status_code == 401
+
+
+def test_a_valid_token_passes_the_fuzzed_gateway(
+    verifying: Gateway, issuer: tuple[KeySetServer, ECKey]
+) -> None:
+    _, key = issuer
+    response = verifying.http.post(
+        "/graphql",
+        json={"query": "{ __typename }"},
+        headers={"authorization": f"Bearer {mint(key)}"},
+    )
+    assert response.json() == {"data": {"__typename": "Query"}}
