@@ -82,7 +82,8 @@ API_KEY = "bench-key-0123456789abcdef"
 #: metrics are always on; the key is sent in X-API-Key by every request of the scenario.
 PRODUCTION_ENV = {
     "PCS_GATEWAY_ENVIRONMENT": "production",
-    "PCS_GATEWAY_API_KEYS": API_KEY,
+    # The full query reads the secret references: the key holds the scope that shows them.
+    "PCS_GATEWAY_API_KEYS": f"{API_KEY}:pcs-gateway:secrets",
 }
 #: Every gateway process: an hour of freshness, so the data stays what the peers hold.
 GATEWAY_ENV = {

@@ -45,6 +45,7 @@ from gateway.metrics import (
 )
 from gateway.pcs.client import PcsClient
 from gateway.persisted import PersistedQueries, PersistedQueryError
+from gateway.security import security_middleware
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     """Strawberry's ASGI view, with the gateway's context and a fast JSON encoder."""
 
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
-        super().__init__(build_schema(), **kwargs)
+        super().__init__(build_schema(settings=state.settings), **kwargs)
         self.state = state
 
     async def get_context(
@@ -111,6 +112,14 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson refuses bytes that are not UTF-8 with a JSONDecodeError (a 400), where the
+        # standard decoder's guess at UTF-16/32 fails with an error Strawberry does not catch.
+        decoded = orjson.loads(data)
+        if not isinstance(decoded, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return decoded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Strawberry's refusals (body not JSON, no query...) as GraphQL error documents."""
@@ -205,7 +214,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
 def _cache_control(request: Request, facts: AnswerFacts | None) -> str:
     """Cache-Control of a GET answer: reusable while its clusters are fresh, else no-store.
 
-    `private` when the answer may depend on who asks (credentials sent or a caller known),
+    `private` when the answer may depend on who asks (credentials sent, a caller verified),
     so shared caches keep it for that caller only; `public` otherwise, for a CDN.
     """
     if facts is None or not facts.reusable:
@@ -214,8 +223,9 @@ def _cache_control(request: Request, facts: AnswerFacts | None) -> str:
     if max_age <= 0:
         return "no-store"
     headers = request.headers
+    caller = request.scope.get("state", {}).get(CALLER_KEY)
     private = (
-        CALLER_KEY in request.scope.get("state", {})
+        getattr(caller, "subject", None) is not None
         or "authorization" in headers
         or "x-api-key" in headers
         or "cookie" in headers
@@ -232,6 +242,7 @@ def create_app(settings: Settings) -> AnswerCache:
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=True,
+        allowed_origins=settings.cors_allow_origins,
     )
 
     async def graphiql_asset(request: Request) -> Response:
@@ -323,6 +334,7 @@ def create_app(settings: Settings) -> AnswerCache:
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
+            *security_middleware(settings),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,

@@ -6,8 +6,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PCS_GATEWAY_"
 
@@ -149,6 +149,171 @@ class Settings(BaseSettings):
         100, ge=1, le=10_000, description="Most identifiers one clusters(identifiers:) may ask for."
     )
 
+    # Security: who may call, what they may see, how much one operation may cost.
+    api_keys: SecretStr | None = Field(
+        None,
+        description="API keys callers send in X-API-Key, comma-separated; an entry may end with "
+        "`:scope scope...` and may be given as `sha256:<hex digest>` instead of the key.",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="File of API keys, one a line in the same form (e.g. a mounted Kubernetes "
+        "secret); read at start.",
+    )
+    oidc_issuer: str | None = Field(
+        None, description="Issuer (`iss`) of accepted OIDC bearer tokens; turns OIDC on."
+    )
+    oidc_audience: str | None = Field(
+        None, description="Audience (`aud`) an accepted bearer token must name."
+    )
+    oidc_jwks_url: str | None = Field(
+        None, description="URL of the issuer's JSON Web Key Set that signs the tokens."
+    )
+    oidc_jwks_max_age_seconds: Annotated[float, Field(ge=1, le=86400)] = Field(
+        3600.0, description="How long fetched signing keys are used before fetching them again."
+    )
+    oidc_jwks_min_refresh_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        30.0,
+        description="Shortest time between two fetches of the key set when a token names an "
+        "unknown key id.",
+    )
+    oidc_leeway_seconds: Annotated[int, Field(ge=0, le=600)] = Field(
+        30, description="Clock skew allowed when checking a token's exp and nbf."
+    )
+    secrets_scope: str = Field(
+        "pcs-gateway:secrets",
+        min_length=1,
+        description="Scope or group a caller needs to see secret references "
+        "(slurmConfiguration.authKey and jwtAuth).",
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Let a production gateway start with no authentication configured.",
+    )
+    introspection: bool | None = Field(
+        None,
+        description="Answer introspection queries; default on in development, in production "
+        "only when GraphiQL is on.",
+    )
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins browsers may call the API from, comma-separated "
+        "(e.g. https://portal.example.com); empty: no cross-origin calls.",
+    )
+    max_depth: int = Field(12, ge=2, le=100, description="Deepest selection an operation may have.")
+    max_aliases: int = Field(30, ge=0, le=10_000, description="Most aliases one operation may use.")
+    max_tokens: int = Field(
+        4000, ge=100, le=1_000_000, description="Most tokens one GraphQL document may hold."
+    )
+    max_lookups: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="Most distinct cluster identifiers one operation may ask for, all fields "
+        "together; default the batch size.",
+    )
+    rate_limit: str | None = Field(
+        "600/minute",
+        description="Requests one caller may make that reach GraphQL execution, e.g. "
+        "`600/minute` or `20/second;600/minute`; empty turns it off.",
+    )
+    trusted_proxies: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Proxies in front of the gateway that append to X-Forwarded-For; the "
+        "client address is the one they saw.",
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from gateway.auth import parse_api_keys
+
+            parse_api_keys(value.get_secret_value())
+        return value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _keys_file_reads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from gateway.auth import read_api_keys_file
+
+            read_api_keys_file(value)
+        return value
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _exact_origins(cls, value: list[str]) -> list[str]:
+        from strawberry.http.websocket_origin import normalize_origin
+
+        origins = []
+        for origin in value:
+            normal = normalize_origin(origin)
+            if normal is None or not origin.startswith(("https://", "http://")):
+                raise ValueError("list exact origins such as https://portal.example.com, no *")
+            origins.append(normal)
+        return origins
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip() or value.strip().lower() == "off":
+            return None
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("expected e.g. 600/minute or 20/second;600/minute") from None
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _authentication_complete(self) -> Settings:
+        oidc = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url)
+        if any(oidc) and not all(oidc):
+            raise ValueError(
+                f"{ENV_PREFIX}OIDC_ISSUER, {ENV_PREFIX}OIDC_AUDIENCE and "
+                f"{ENV_PREFIX}OIDC_JWKS_URL go together: set all three"
+            )
+        if (
+            self.environment is Environment.PRODUCTION
+            and not self.authentication_configured
+            and not self.allow_unauthenticated
+        ):
+            raise ValueError(
+                f"{ENV_PREFIX}ENVIRONMENT: production needs authentication: set "
+                f"{ENV_PREFIX}API_KEYS, {ENV_PREFIX}API_KEYS_FILE or {ENV_PREFIX}OIDC_ISSUER "
+                f"(or {ENV_PREFIX}ALLOW_UNAUTHENTICATED=true to serve anyone)"
+            )
+        return self
+
+    @property
+    def authentication_configured(self) -> bool:
+        """Callers must authenticate: API keys or OIDC are configured."""
+        keys = self.api_keys is not None and self.api_keys.get_secret_value().strip()
+        return bool(keys) or self.api_keys_file is not None or self.oidc_issuer is not None
+
+    @property
+    def lookup_limit(self) -> int:
+        """Distinct identifiers one operation may ask for: a full batch at least by default."""
+        return self.max_lookups if self.max_lookups is not None else self.max_batch_size
+
+    @property
+    def introspection_enabled(self) -> bool:
+        """Introspection is on when asked for, else in development or with GraphiQL."""
+        if self.introspection is not None:
+            return self.introspection
+        return self.environment is Environment.DEVELOPMENT or self.graphiql_enabled
+
     @field_validator("cache_url")
     @classmethod
     def _known_cache_scheme(cls, value: str) -> str:
@@ -174,6 +339,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
         # The bad value itself is left out: it may be a credential.
+        if not first["loc"]:  # a check across settings: its message names them
+            raise SettingsError(first["msg"].removeprefix("Value error, ")) from None
+        field = str(first["loc"][0])
         raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {first['msg']}") from None

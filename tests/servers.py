@@ -39,6 +39,8 @@ class ServerThread:
             access_log=False,
             lifespan=lifespan,
             timeout_graceful_shutdown=2,
+            # As `serve` runs it: X-Forwarded-For is the gateway's to judge (trusted proxies).
+            proxy_headers=False,
         )
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

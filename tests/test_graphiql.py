@@ -290,14 +290,20 @@ def test_config_cannot_break_out_of_its_script_block(start_gateway: GatewayFacto
 
 
 def test_graphiql_is_off_in_production(start_gateway: GatewayFactory) -> None:
-    gateway = start_gateway(environment="production", graphiql_assets_dir=downloaded_assets())
+    gateway = start_gateway(
+        environment="production",
+        api_keys="graphiql-test-key-0123",
+        graphiql_assets_dir=downloaded_assets(),
+    )
     assert gateway.http.get("/graphql", headers={"accept": "text/html"}).status_code == 404
     name = next(iter(dict(pinned_files())))
     assert gateway.http.get(f"/graphql/assets/{name}").status_code == 404
     # The API itself is unchanged.
-    assert gateway.query('{ cluster(identifier: "demo-active") { name } }')["data"] == {
-        "cluster": {"name": "demo-active"}
-    }
+    answer = gateway.query(
+        '{ cluster(identifier: "demo-active") { name } }',
+        headers={"x-api-key": "graphiql-test-key-0123"},
+    )
+    assert answer["data"] == {"cluster": {"name": "demo-active"}}
 
 
 def test_the_gzip_body_is_the_same_file() -> None:

@@ -11,9 +11,11 @@ from graphql.error import GraphQLError
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext, Info
 
+from gateway.config import Settings
 from gateway.graphql import resolvers
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import ErrorContract, log_errors
+from gateway.graphql.limits import limit_extensions
 from gateway.graphql.types import Cluster, DateTime
 
 
@@ -80,10 +82,15 @@ class GatewaySchema(strawberry.Schema):
 
 def build_schema(
     extensions: list[Callable[[], SchemaExtension]] | None = None,
+    settings: Settings | None = None,
 ) -> GatewaySchema:
-    """The schema with the gateway's extensions; `extensions` run before the error contract."""
+    """The schema with the gateway's extensions; `extensions` run before the error contract.
+
+    With `settings`, the operation limits and the introspection switch they set apply.
+    """
     # Factories, made per operation; the parse and validation caches are shared by maxsize.
     chain: list[Callable[[], SchemaExtension]] = [
+        *(limit_extensions(settings) if settings is not None else []),
         lambda: ParserCache(maxsize=1000),
         lambda: ValidationCache(maxsize=1000),
         *(extensions or []),

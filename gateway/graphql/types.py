@@ -10,6 +10,7 @@ import strawberry
 from strawberry import Parent
 
 from gateway.clusters import ClusterAnswer
+from gateway.graphql.permissions import secret_reference
 from gateway.pcs import cluster as pcs
 
 E = TypeVar("E", bound=Enum)
@@ -268,13 +269,15 @@ class ClusterSlurmConfiguration:
         description=(
             "The secret holding the Slurm auth key (a reference, never the key). "
             "Null when PCS does not report one, or for callers not allowed to see it."
-        )
+        ),
+        extensions=secret_reference(),
     )
     jwt_auth: JwtAuth | None = strawberry.field(
         description=(
             "JWT authentication of the Slurm REST API (a secret reference). "
             "Null when not configured, or for callers not allowed to see it."
-        )
+        ),
+        extensions=secret_reference(),
     )
     accounting: Accounting | None = strawberry.field(
         description="Slurm accounting; null when PCS does not report it."

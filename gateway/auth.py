@@ -1,0 +1,353 @@
+"""Authentication: API keys and OIDC bearer tokens, checked before any GraphQL runs.
+
+A plain ASGI layer between the answer cache and Starlette. It leaves the verified caller in
+`scope["state"]["caller"]` (see `Caller`), refuses missing or bad credentials with HTTP 401
+and an `UNAUTHENTICATED` GraphQL error, and refuses the WebSocket handshake the same way.
+API keys are held only as SHA-256 digests and compared in constant time; tokens are checked
+by joserfc against the issuer's key set, fetched once and again on an unknown key id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from joserfc import jwt
+from joserfc.errors import ExpiredTokenError
+from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
+from starlette.datastructures import QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.answers import CALLER_KEY
+from gateway.config import Environment, Settings
+
+log = logging.getLogger(__name__)
+
+#: Asymmetric algorithms only: a key set holds public keys, and `none` or HMAC never verify.
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA")
+#: Paths anyone may reach: probes, metrics, GraphiQL's files.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+PUBLIC_PREFIXES = ("/graphql/assets/",)
+#: Shortest API key accepted: guessing one must stay out of reach.
+MIN_KEY_LENGTH = 16
+#: Largest token read; anything longer is refused without parsing.
+MAX_TOKEN_BYTES = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as verified; what the answer cache and field authorization read."""
+
+    #: Digest of the principal and of the authorization that changes answers, never a key.
+    partition: str
+    #: When the caller's token expires (epoch seconds); None for keys and anonymous callers.
+    expires_at: float | None
+    #: A stable name of the principal for the rate limit and logs; None when anonymous.
+    subject: str | None
+    may_read_secrets: bool
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+
+class Unauthenticated(Exception):
+    """Missing or bad credentials; the message is fit for the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One configured key: its SHA-256 digest and the scopes it grants."""
+
+    digest: bytes
+    scopes: frozenset[str]
+
+
+def parse_api_keys(text: str) -> list[ApiKey]:
+    """Keys from comma- or newline-separated entries `KEY[:scope scope...]` or `sha256:HEX[:...]`.
+
+    Blank entries and lines starting with `#` are skipped. Raises ValueError naming the entry
+    by position, never by value.
+    """
+    keys: list[ApiKey] = []
+    entries = [part.strip() for line in text.splitlines() for part in line.split(",")]
+    position = 0
+    for entry in entries:
+        if not entry or entry.startswith("#"):
+            continue
+        position += 1
+        if entry.startswith("sha256:"):
+            hex_digest, _, scopes = entry.removeprefix("sha256:").partition(":")
+            try:
+                digest = bytes.fromhex(hex_digest)
+            except ValueError:
+                digest = b""
+            if len(digest) != 32:
+                raise ValueError(f"entry {position}: sha256: needs 64 hexadecimal digits")
+        else:
+            key, _, scopes = entry.partition(":")
+            if len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key):
+                raise ValueError(
+                    f"entry {position}: a key needs {MIN_KEY_LENGTH} or more characters, no spaces"
+                )
+            digest = hashlib.sha256(key.encode()).digest()
+        keys.append(ApiKey(digest, frozenset(scopes.split())))
+    return keys
+
+
+def read_api_keys_file(path: Path) -> list[ApiKey]:
+    """The keys in a file; ValueError when it cannot be read or holds none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the file ({type(exc).__name__})") from None
+    keys = parse_api_keys(text)
+    if not keys:
+        raise ValueError("the file holds no key")
+    return keys
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+class KeySetCache:
+    """The issuer's signing keys: fetched on first use, again when old or on an unknown kid."""
+
+    def __init__(
+        self, url: str, *, max_age: float, min_refresh: float, timeout: float = 5.0
+    ) -> None:
+        self.url = url
+        self.max_age = max_age
+        self.min_refresh = min_refresh
+        self.timeout = timeout
+        self.keys: KeySet | None = None
+        self.kids: frozenset[str] = frozenset()
+        self.fetched_at = -float("inf")
+        self.fetches = 0
+        self._lock = asyncio.Lock()
+
+    async def key_set(self, kid: str | None) -> KeySet:
+        """Keys holding `kid`, fetching them when missing; Unauthenticated when none can be had."""
+        now = time.monotonic()
+        stale = now - self.fetched_at > self.max_age
+        unknown = kid is not None and kid not in self.kids
+        # Never more often than min_refresh, whatever tokens arrive or however the issuer fails.
+        if (self.keys is None or stale or unknown) and now - self.fetched_at >= self.min_refresh:
+            async with self._lock:
+                # Another request may have fetched them while this one waited.
+                if time.monotonic() - self.fetched_at >= self.min_refresh:
+                    await self._fetch()
+        if self.keys is None:
+            raise Unauthenticated("The token's signing keys cannot be fetched; retry later.")
+        if kid is not None and kid not in self.kids:
+            raise Unauthenticated("The bearer token is not valid.")
+        return self.keys
+
+    async def _fetch(self) -> None:
+        self.fetches += 1
+        self.fetched_at = time.monotonic()
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.get(self.url)
+                response.raise_for_status()
+                keys = KeySet.import_key_set(orjson.loads(response.content))
+        except Exception as exc:  # any failure keeps the keys already held
+            log.warning("fetching the OIDC key set failed: %s", type(exc).__name__)
+            return
+        self.keys = keys
+        self.kids = frozenset(key.kid for key in keys if key.kid is not None)
+
+
+class TokenVerifier:
+    """Checks a bearer token: signature, algorithm, issuer, audience, expiry, not-before."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url
+        self.issuer = settings.oidc_issuer
+        self.audience = settings.oidc_audience
+        self.leeway = settings.oidc_leeway_seconds
+        self.secrets_scope = settings.secrets_scope
+        self.keys = KeySetCache(
+            settings.oidc_jwks_url,
+            max_age=settings.oidc_jwks_max_age_seconds,
+            min_refresh=settings.oidc_jwks_min_refresh_seconds,
+        )
+        self.claims = jwt.JWTClaimsRegistry(
+            leeway=self.leeway,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self.audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+
+    async def verify(self, token: str) -> Caller:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise Unauthenticated("The bearer token is not valid.")
+        try:
+            kid = extract_compact(token.encode()).headers().get("kid")
+        except Exception:  # whatever does not parse as a JWS is no credential
+            raise Unauthenticated("The bearer token is not valid.") from None
+        keys = await self.keys.key_set(kid if isinstance(kid, str) else None)
+        try:
+            decoded = jwt.decode(token, keys, algorithms=list(ALGORITHMS))
+            self.claims.validate(decoded.claims)
+        except ExpiredTokenError:
+            raise Unauthenticated("The bearer token has expired.") from None
+        except Exception as exc:  # any failure to verify is a refusal, never a 500
+            log.info("bearer token refused: %s", type(exc).__name__)
+            raise Unauthenticated("The bearer token is not valid.") from None
+        claims = decoded.claims
+        scopes = frozenset(_scopes(claims))
+        may_read = self.secrets_scope in scopes
+        subject = f"oidc:{_digest(self.issuer, str(claims['sub']))}"
+        return Caller(
+            partition=_digest(subject, "secrets" if may_read else ""),
+            expires_at=float(claims["exp"]),
+            subject=subject,
+            may_read_secrets=may_read,
+            scopes=scopes,
+        )
+
+
+def _scopes(claims: dict[str, Any]) -> Iterable[str]:
+    """Scopes and groups a token grants: `scope`/`scp` (space-separated or a list), `groups`."""
+    for name in ("scope", "scp", "groups", "roles"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            yield from value.split()
+        elif isinstance(value, list):
+            yield from (item for item in value if isinstance(item, str))
+
+
+class Authenticator:
+    """The configured ways to authenticate, turning request headers into a Caller."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.keys: list[ApiKey] = []
+        if settings.api_keys is not None:
+            self.keys += parse_api_keys(settings.api_keys.get_secret_value())
+        if settings.api_keys_file is not None:
+            self.keys += read_api_keys_file(settings.api_keys_file)
+        self.tokens = TokenVerifier(settings) if settings.oidc_issuer else None
+        self.secrets_scope = settings.secrets_scope
+        self.required = settings.authentication_configured
+        # Without authentication anyone may call; secret references stay hidden in production.
+        development = settings.environment is Environment.DEVELOPMENT
+        self.anonymous = Caller(
+            partition=_digest("anonymous", "secrets" if development else ""),
+            expires_at=None,
+            subject=None,
+            may_read_secrets=development,
+        )
+
+    def challenge(self) -> bytes:
+        """The WWW-Authenticate value naming the schemes this gateway accepts."""
+        schemes = []
+        if self.tokens is not None:
+            schemes.append('Bearer realm="pcs-gateway"')
+        if self.keys:
+            schemes.append('ApiKey realm="pcs-gateway", header="X-API-Key"')
+        return ", ".join(schemes).encode()
+
+    async def authenticate(self, headers: dict[bytes, bytes]) -> Caller:
+        """The caller the headers prove; Unauthenticated when they prove none."""
+        authorization = headers.get(b"authorization")
+        api_key = headers.get(b"x-api-key")
+        if authorization is not None and self.tokens is not None:
+            scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return await self.tokens.verify(token.strip())
+        if api_key is not None and self.keys:
+            return self._key_caller(api_key)
+        if authorization is not None:
+            raise Unauthenticated("The Authorization header is not a bearer token accepted here.")
+        raise Unauthenticated(
+            "Credentials are required: an API key in X-API-Key or a bearer token in Authorization."
+        )
+
+    def _key_caller(self, presented: bytes) -> Caller:
+        digest = hashlib.sha256(presented.strip()).digest()
+        found: ApiKey | None = None
+        # Every key is compared, so the time taken says nothing of which one is close.
+        for key in self.keys:
+            if hmac.compare_digest(key.digest, digest):
+                found = key
+        if found is None:
+            raise Unauthenticated("The API key is not valid.")
+        may_read = self.secrets_scope in found.scopes
+        subject = f"key:{found.digest.hex()[:16]}"
+        return Caller(
+            partition=_digest(subject, "secrets" if may_read else ""),
+            expires_at=None,
+            subject=subject,
+            may_read_secrets=may_read,
+            scopes=found.scopes,
+        )
+
+
+def is_public(scope: Scope) -> bool:
+    """Requests anyone may make: probes, metrics, GraphiQL's page and files."""
+    path: str = scope["path"]
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return bool(scope["type"] == "http")
+    if path == "/graphql" and scope["type"] == "http" and scope["method"] == "GET":
+        # The page itself: a GET that names no operation executes nothing.
+        params = QueryParams(scope["query_string"])
+        return not ("query" in params or "extensions" in params)
+    return False
+
+
+class AuthenticationMiddleware:
+    """Verifies each request's caller, or refuses it with 401 (WebSocket: 403 handshake)."""
+
+    def __init__(self, app: ASGIApp, *, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        if not self.authenticator.required:
+            state.setdefault(CALLER_KEY, self.authenticator.anonymous)
+            await self.app(scope, receive, send)
+            return
+        if is_public(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = await self.authenticator.authenticate(dict(scope["headers"]))
+        except Unauthenticated as exc:
+            await self._refuse(scope, send, str(exc))
+            return
+        state[CALLER_KEY] = caller
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, message: str) -> None:
+        if scope["type"] == "websocket":
+            # Closing before accepting makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        error = {"message": message, "extensions": {"code": "UNAUTHENTICATED"}}
+        body = orjson.dumps({"errors": [error]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                    (b"www-authenticate", self.authenticator.challenge()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,139 @@
+"""The per-caller rate limit: how many requests one caller may send on to GraphQL execution.
+
+A plain ASGI layer behind authentication. It counts requests to `/graphql` by caller (the
+API key or token subject, else the client address behind the trusted proxies) with the
+`limits` library, in memory or in Redis when the cache is Redis (one budget for every
+replica). Answers the answer cache serves never get here: they cost no execution and no
+PCS call. Over the budget: HTTP 429 with Retry-After and a `THROTTLED` error. When the
+storage fails, requests pass (logged): the limit protects capacity, it is not a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+import orjson
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.answers import CALLER_KEY
+from gateway.config import Settings
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "pcsgw:v1:quota"
+
+
+def client_address(scope: Scope, trusted_proxies: int) -> str:
+    """The client's address: the peer, or the address the outermost trusted proxy saw.
+
+    Each trusted proxy appends the address it got the request from to X-Forwarded-For, so the
+    client is the `trusted_proxies`-th entry from the right; entries left of it are the
+    client's own claims and never trusted.
+    """
+    peer = scope.get("client")
+    address = str(peer[0]) if peer else "unknown"
+    if trusted_proxies <= 0:
+        return address
+    forwarded: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded += [part.strip() for part in value.decode("latin-1").split(",")]
+    forwarded = [part for part in forwarded if part]
+    if not forwarded:
+        return address
+    return forwarded[-min(trusted_proxies, len(forwarded))]
+
+
+def make_storage(settings: Settings) -> Storage:
+    """Redis when the cache is Redis (shared by the replicas), else this process's memory."""
+    url = settings.cache_url
+    if url.startswith(("redis://", "rediss://")):
+        return RedisStorage(
+            f"async+{url}",
+            implementation="redispy",
+            key_prefix=KEY_PREFIX,
+            socket_timeout=settings.cache_timeout_seconds,
+            socket_connect_timeout=settings.cache_timeout_seconds,
+        )
+    return MemoryStorage()
+
+
+class CallerQuota:
+    """Refuses a caller's requests to GraphQL past its budget with 429 and Retry-After."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, path: str = "/graphql") -> None:
+        self.app = app
+        self.path = path
+        self.trusted_proxies = settings.trusted_proxies
+        self.timeout = settings.cache_timeout_seconds
+        self.items: list[RateLimitItem] = (
+            parse_many(settings.rate_limit) if settings.rate_limit else []
+        )
+        self.limiter = MovingWindowRateLimiter(make_storage(settings)) if self.items else None
+        self._warned = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.limiter is None
+            or scope["type"] not in ("http", "websocket")
+            or scope["path"] != self.path
+        ):
+            await self.app(scope, receive, send)
+            return
+        caller = scope.get("state", {}).get(CALLER_KEY)
+        if caller is None:  # a public request (GraphiQL's page): nothing executes
+            await self.app(scope, receive, send)
+            return
+        subject = getattr(caller, "subject", None)
+        who = subject or f"addr:{client_address(scope, self.trusted_proxies)}"
+        retry_after = await self._spend(who)
+        if retry_after is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013})
+            return
+        await _refuse(send, retry_after)
+
+    async def _spend(self, who: str) -> int | None:
+        """None when the request may pass, else the seconds until it may."""
+        assert self.limiter is not None
+        try:
+            async with asyncio.timeout(self.timeout * 4):
+                for item in self.items:
+                    if not await self.limiter.hit(item, who):
+                        stats = await self.limiter.get_window_stats(item, who)
+                        return max(1, math.ceil(stats.reset_time - time.time()))
+        except Exception as exc:  # the storage failed: let the request pass
+            now = time.monotonic()
+            if now - self._warned > 60:
+                self._warned = now
+                log.warning("rate limit storage failed, requests pass: %s", type(exc).__name__)
+        return None
+
+
+async def _refuse(send: Send, retry_after: int) -> None:
+    error: dict[str, Any] = {
+        "message": "Too many requests from this caller; retry later.",
+        "extensions": {"code": "THROTTLED", "retryAfterSeconds": retry_after},
+    }
+    body = orjson.dumps({"errors": [error]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                (b"retry-after", b"%d" % retry_after),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
