@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import logging
 import time
@@ -51,6 +52,10 @@ log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
 NO_STORE = {"cache-control": "no-store"}
+#: Persisted-query documents of the request being served, registered once they validate.
+_REGISTRATIONS: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar(
+    "persisted_query_registrations", default=()
+)
 #: Codes of errors that fail the whole request before execution.
 REQUEST_ERROR_CODES = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"})
 
@@ -143,8 +148,12 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         data = await super().parse_http_body(request)
         persisted = self.state.persisted
         if persisted is not None:
+            pending = []
             for item in data if isinstance(data, list) else (data,):
-                await persisted.apply(item)
+                registration = await persisted.apply(item)
+                if registration is not None:
+                    pending.append(registration)
+            _REGISTRATIONS.set(tuple(pending))
         return data
 
     async def process_result(
@@ -157,6 +166,15 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         field is a partial result: HTTP 200 with `data` and `errors`.
         """
         errors_ = [to_contract(error) for error in result.errors or []]
+        refused = (
+            result.data is None
+            and errors_
+            and all((e.extensions or {}).get("code") in REQUEST_ERROR_CODES for e in errors_)
+        )
+        registrations = _REGISTRATIONS.get()
+        if registrations and self.state.persisted is not None and not refused:
+            for sha256, document in registrations:
+                await self.state.persisted.register(sha256, document)
         if errors_ and self.state.metrics is not None:
             for error in errors_:
                 code = str((error.extensions or {}).get("code", "INTERNAL_SERVER_ERROR"))
@@ -165,11 +183,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         strict = GRAPHQL_RESPONSE_TYPE in request.headers.get("accept", "")
         if sub_response is not None and strict:
             sub_response.media_type = GRAPHQL_RESPONSE_TYPE
-        if (
-            result.data is None
-            and errors_
-            and all((e.extensions or {}).get("code") in REQUEST_ERROR_CODES for e in errors_)
-        ):
+        if refused:
             if sub_response is not None and strict:
                 sub_response.status_code = 400
             return {"errors": [e.formatted for e in errors_]}

@@ -22,8 +22,9 @@ from gateway.cache import CacheStore
 HASH = re.compile(r"[0-9a-f]{64}")
 #: Prefix of the shared store's keys; the version part changes with the entry format.
 KEY_PREFIX = "pcsgw:v1:apq:"
-#: How long the shared store keeps a document nobody asks for.
-SHARED_TTL_SECONDS = 7 * 24 * 3600.0
+#: How long the shared store keeps a document: a day, so a flood of one-off documents
+#: does not grow the shared Redis for long; clients send a forgotten one again.
+SHARED_TTL_SECONDS = 24 * 3600.0
 
 
 class PersistedQueryError(Exception):
@@ -54,11 +55,15 @@ class PersistedQueries:
     def __len__(self) -> int:
         return len(self._documents)
 
-    async def apply(self, request: GraphQLRequestData) -> None:
-        """Fill in the request's document from its hash, or register the document it sent."""
+    async def apply(self, request: GraphQLRequestData) -> tuple[str, str] | None:
+        """Fill in the request's document from its hash; or check the document it sent.
+
+        Returns (hash, document) to `register` once the document has parsed and
+        validated, so a hash never names a document the gateway refuses.
+        """
         extensions = request.extensions
         if not extensions or "persistedQuery" not in extensions:
-            return
+            return None
         if self.max_entries == 0:
             raise PersistedQueryError(
                 200, "PERSISTED_QUERY_NOT_SUPPORTED", "PersistedQueryNotSupported"
@@ -71,15 +76,18 @@ class PersistedQueries:
                     200, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound"
                 )
             request.query = document
-            return
+            return None
         if hashlib.sha256(request.query.encode()).hexdigest() != sha256:
             raise PersistedQueryError(400, "BAD_USER_INPUT", "provided sha does not match query")
-        if sha256 not in self._documents:
-            self._remember(sha256, request.query)
-            if self.shared is not None:
-                await self.shared.set_many(
-                    [KEY_PREFIX + sha256], request.query.encode(), SHARED_TTL_SECONDS
-                )
+        if sha256 in self._documents:
+            return None
+        return sha256, request.query
+
+    async def register(self, sha256: str, document: str) -> None:
+        """Remember a document under its hash, here and in the shared store."""
+        self._remember(sha256, document)
+        if self.shared is not None:
+            await self.shared.set_many([KEY_PREFIX + sha256], document.encode(), SHARED_TTL_SECONDS)
 
     async def _lookup(self, sha256: str) -> str | None:
         document = self._documents.get(sha256)

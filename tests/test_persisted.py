@@ -164,3 +164,12 @@ def test_a_get_with_credentials_is_private_to_its_caller(gateway: Gateway) -> No
 
 def test_a_post_answer_carries_no_cache_header(gateway: Gateway) -> None:
     assert "cache-control" not in post(gateway, query=STATUS).headers
+
+
+def test_a_document_that_fails_validation_is_not_registered(gateway: Gateway) -> None:
+    invalid = "query($i: String!) { cluster(identifier: $i) { noSuchField } }"
+    sha256 = hashlib.sha256(invalid.encode()).hexdigest()
+    refused = post(gateway, query=invalid, extensions=persisted(sha256))
+    assert code_of(refused) == "GRAPHQL_VALIDATION_FAILED"
+    assert code_of(post(gateway, extensions=persisted(sha256))) == "PERSISTED_QUERY_NOT_FOUND"
+    assert len(gateway.app.state.gateway.persisted) == 0
