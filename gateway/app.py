@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -12,6 +13,7 @@ from typing import Any
 
 import orjson
 from cross_web.exceptions import HTTPException  # what Strawberry raises to refuse a request
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -33,6 +35,7 @@ from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import request_refusal, to_contract
+from gateway.graphql.operations import OperationReport
 from gateway.graphql.schema import build_schema
 from gateway.metrics import (
     CONTENT_TYPE,
@@ -42,6 +45,8 @@ from gateway.metrics import (
     upstream_families,
 )
 from gateway.pcs.client import PcsClient
+from gateway.requestlog import RequestLogMiddleware, hit_observer, request_id_of
+from gateway.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +69,14 @@ class GatewayState:
     metrics: Metrics | None = None
     client: PcsClient | None = None
     graphiql: GraphiQLPage | None = None
+    tracing: Tracing | None = None
 
 
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     """Strawberry's ASGI view, with the gateway's context and a fast JSON encoder."""
 
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
-        super().__init__(build_schema(), **kwargs)
+        super().__init__(build_schema([OperationReport]), **kwargs)
         self.state = state
 
     async def get_context(
@@ -85,6 +91,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             request=request,
             response=response,
             deadline=time.monotonic() + settings.request_deadline_seconds,
+            tracer=None if self.state.tracing is None else self.state.tracing.tracer,
         )
         if isinstance(request, Request):
             request.state.graphql_response = response
@@ -171,11 +178,19 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
         return response
 
 
-def create_app(settings: Settings) -> AnswerCache:
-    """The gateway as an ASGI application: the answer cache in front of Starlette."""
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> AnswerCache:
+    """The gateway as an ASGI application: the answer cache in front of Starlette.
+
+    Tracing follows the `OTEL_*` variables unless a `tracer_provider` is given.
+    """
     state = GatewayState(settings=settings)
-    metrics = Metrics()
+    metrics = Metrics(max_operation_names=settings.metrics_max_operation_names)
     state.metrics = metrics
+    tracing = (
+        Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_environment()
+    )
+    state.tracing = tracing
+    tracer = None if tracing is None else tracing.tracer
     graphql = GraphQLEndpoint(
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -210,6 +225,8 @@ def create_app(settings: Settings) -> AnswerCache:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            if tracing is not None:
+                stack.callback(tracing.shutdown)  # last: flushes the spans of the shutdown too
             endpoint_url = None
             credentials: dict[str, str] = {}
             if settings.demo:
@@ -225,11 +242,13 @@ def create_app(settings: Settings) -> AnswerCache:
                     endpoint_url=endpoint_url,
                     region_name=DEMO_REGION if settings.demo else None,
                     credentials=credentials,
+                    metrics=metrics,
+                    tracer=tracer,
                 )
             )
             state.store = store
             state.client = client
-            state.service = ClusterService(client, store, settings, state.stats)
+            state.service = ClusterService(client, store, settings, state.stats, tracer=tracer)
             stack.push_async_callback(state.service.close)
             metrics.watch(
                 lambda: itertools.chain(
@@ -237,6 +256,10 @@ def create_app(settings: Settings) -> AnswerCache:
                     upstream_families(client.limiter, client.breaker),
                 )
             )
+            if metrics.multiprocess_dir is not None:
+                mirror = asyncio.create_task(metrics.mirror_forever())
+                stack.callback(metrics.close)
+                stack.callback(mirror.cancel)
             if settings.graphiql_enabled:
                 state.graphiql = GraphiQLPage.load(
                     settings.graphiql_assets_dir,
@@ -267,6 +290,7 @@ def create_app(settings: Settings) -> AnswerCache:
             Route("/graphql/assets/{path:path}", graphiql_asset, methods=["GET"]),
         ],
         middleware=[
+            Middleware(RequestLogMiddleware, metrics=metrics, tracing=tracing),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
@@ -278,9 +302,11 @@ def create_app(settings: Settings) -> AnswerCache:
         max_entries=settings.answer_cache_max_entries,
         max_bytes=settings.answer_cache_max_bytes,
         max_body_bytes=settings.max_body_bytes,
+        request_id=request_id_of,
     )
     metrics.watch(lambda: answer_families(answers))
     answers.observers.append(_count_in(metrics))
+    answers.observers.append(hit_observer(metrics, tracing))
     return answers
 
 

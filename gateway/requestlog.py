@@ -1,0 +1,306 @@
+"""The request log: one structured line per HTTP request, under the request's id.
+
+A request's id is the caller's `X-Request-ID` when that is 1 to 128 characters of letters,
+digits and `._:-`, else a new random one; every response carries it back in `X-Request-ID`,
+answers of the answer cache included. While a request runs, the layers below note in its
+`RequestRecord` what they did (the operation, its outcome and error codes, each cluster
+cache lookup, the AWS request ids of PCS calls); its line is written once the response
+has gone, and the GraphQL operation is counted in the metrics. The record travels in a
+context variable, so the cluster service and the PCS client note into it without knowing
+of HTTP, and tasks they start (the single-flight call) note into the request that made them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.trace import SpanKind, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.answers import NOTE_KEY
+from gateway.logs import FIELDS
+from gateway.metrics import UNKNOWN, Metrics
+from gateway.tracing import Tracing, incoming_context, span
+
+log = logging.getLogger("gateway.requests")
+
+REQUEST_ID_HEADER = b"x-request-id"
+#: Where a request's id is kept in `scope["state"]`, as bytes.
+REQUEST_ID_KEY = "request_id"
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+#: Probes and scrapes: logged at DEBUG, so they do not drown the requests of clients.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+GRAPHQL_PATH = "/graphql"
+_MAX_LOGGED_PATH = 200
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What one request did, noted by the layers it passed through."""
+
+    request_id: str
+    operation: str | None = None
+    operation_type: str | None = None
+    #: success, partial, error or refused; None when no GraphQL operation was asked for.
+    outcome: str | None = None
+    error_codes: list[str] = field(default_factory=list)
+    #: Cluster cache lookups by outcome: hit, negative_hit, miss, coalesced, stale.
+    lookups: dict[str, int] = field(default_factory=dict)
+    aws_request_ids: list[str] = field(default_factory=list)
+
+    def cache_outcome(self) -> str | None:
+        """The lookups' outcomes in one word, or joined with `+` when they differ."""
+        if not self.lookups:
+            return None
+        return "+".join(self.lookups)
+
+
+_CURRENT: ContextVar[RequestRecord | None] = ContextVar("pcsgw_request", default=None)
+
+
+def current() -> RequestRecord | None:
+    """The record of the request being served, if any."""
+    return _CURRENT.get()
+
+
+def note_lookup(outcome: str, aws_request_id: str | None = None) -> None:
+    """A cluster cache lookup of the current request, and the PCS call it waited on."""
+    record = _CURRENT.get()
+    if record is not None:
+        record.lookups[outcome] = record.lookups.get(outcome, 0) + 1
+        if aws_request_id is not None and aws_request_id not in record.aws_request_ids:
+            record.aws_request_ids.append(aws_request_id)
+
+
+def note_upstream(aws_request_id: str | None) -> None:
+    """The AWS request id of a PCS call the current request made."""
+    record = _CURRENT.get()
+    if (
+        record is not None
+        and aws_request_id is not None
+        and aws_request_id not in record.aws_request_ids
+    ):
+        record.aws_request_ids.append(aws_request_id)
+
+
+def request_id_of(scope: Scope) -> bytes:
+    """The request's id (the caller's if sane, else new), remembered in `scope["state"]`."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    found: bytes | None = state.get(REQUEST_ID_KEY)
+    if found is not None:
+        return found
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            if _SANE_REQUEST_ID.fullmatch(value):
+                found = value
+            break
+    if found is None:
+        found = os.urandom(16).hex().encode()
+    state[REQUEST_ID_KEY] = found
+    return found
+
+
+class RequestLogMiddleware:
+    """Gives each request its id, its span when tracing is on, its log line and counts."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, tracing: Tracing | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.tracer = None if tracing is None else tracing.tracer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_of(scope)
+        record = RequestRecord(request_id.decode())
+        token = _CURRENT.set(record)
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", ())
+                    if name != REQUEST_ID_HEADER
+                ]
+                headers.append((REQUEST_ID_HEADER, request_id))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        route = _route(scope["path"])
+        request_span = span(
+            self.tracer,
+            f"{scope['method']} {route}",
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": scope["method"],
+                "http.route": route,
+                "url.path": scope["path"][:_MAX_LOGGED_PATH],
+                "pcsgw.request_id": record.request_id,
+            },
+            context=incoming_context(scope["headers"]) if self.tracer is not None else None,
+        )
+        try:
+            with request_span as current_span:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception:
+                    if not response_started:
+                        # The id goes back on this answer too; the server's error layer
+                        # outside logs the cause with its stack.
+                        await send_with_id(_SERVER_ERROR_START)
+                        await send_with_id(_SERVER_ERROR_BODY)
+                    raise
+                finally:
+                    if current_span is not None:
+                        _describe_span(current_span, record, status)
+        finally:
+            _CURRENT.reset(token)
+            self._finish(scope, record, route, status, time.perf_counter() - started)
+
+    def _finish(
+        self, scope: Scope, record: RequestRecord, route: str, status: int, seconds: float
+    ) -> None:
+        if record.outcome is None and route == GRAPHQL_PATH and status >= 400:
+            # Refused before any GraphQL ran: body too large, not JSON, no query, denied.
+            record.outcome = "refused"
+        if record.outcome is not None:
+            admit = record.outcome != "refused"
+            label = (
+                UNKNOWN
+                if record.outcome == "refused" and record.operation is None
+                else self.metrics.operation_label(record.operation, admit=admit)
+            )
+            self.metrics.graphql_operations.labels(label, record.outcome).inc()
+            if record.outcome == "success":
+                # Kept with a stored answer, so its hits are counted under the same name.
+                scope["state"][NOTE_KEY] = record.operation
+        path = scope["path"]
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        if not log.isEnabledFor(level):
+            return
+        fields: dict[str, Any] = {
+            "request_id": record.request_id,
+            "method": scope["method"],
+            "path": path[:_MAX_LOGGED_PATH],
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+        if record.outcome is not None:
+            fields["operation"] = record.operation
+            fields["operation_type"] = record.operation_type
+            fields["outcome"] = record.outcome
+            fields["cache"] = record.cache_outcome()
+            fields["errors"] = record.error_codes
+            fields["aws_request_ids"] = record.aws_request_ids
+        log.log(level, "%s %s %s", scope["method"], fields["path"], status, extra={FIELDS: fields})
+
+
+def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, int, float], None]:
+    """Logs and counts an answer of the answer cache as the middleware does any other request."""
+    tracer = None if tracing is None else tracing.tracer
+    counters: dict[str | None, Any] = {}
+
+    def observe(scope: Scope, status: int, seconds: float) -> None:
+        request_id = request_id_of(scope).decode()
+        operation: str | None = scope["state"].get(NOTE_KEY)
+        counter = counters.get(operation)
+        if counter is None:
+            label = metrics.operation_label(operation)
+            counter = counters[operation] = metrics.graphql_operations.labels(label, "success")
+        counter.inc()
+        if tracer is not None:
+            _hit_span(tracer, scope, status, seconds, request_id, operation)
+        if log.isEnabledFor(logging.INFO):
+            fields = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": GRAPHQL_PATH,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "operation": operation,
+                "operation_type": "query",
+                "outcome": "success",
+                "cache": "answer",
+                "errors": [],
+                "aws_request_ids": [],
+            }
+            log.info("%s %s %s", scope["method"], GRAPHQL_PATH, status, extra={FIELDS: fields})
+
+    return observe
+
+
+def _hit_span(
+    tracer: Any,
+    scope: Scope,
+    status: int,
+    seconds: float,
+    request_id: str,
+    operation: str | None,
+) -> None:
+    # The answer has gone already: the span is drawn over the time it took.
+    end = time.time_ns()
+    request_span = tracer.start_span(
+        f"{scope['method']} {GRAPHQL_PATH}",
+        context=incoming_context(scope["headers"]),
+        kind=SpanKind.SERVER,
+        start_time=end - int(seconds * 1e9),
+        attributes={
+            "http.request.method": scope["method"],
+            "http.route": GRAPHQL_PATH,
+            "url.path": GRAPHQL_PATH,
+            "http.response.status_code": status,
+            "pcsgw.request_id": request_id,
+            "pcsgw.cache": "answer",
+            "graphql.operation.type": "query",
+        },
+    )
+    if operation is not None:
+        request_span.set_attribute("graphql.operation.name", operation)
+    request_span.end(end_time=end)
+
+
+def _describe_span(current_span: Any, record: RequestRecord, status: int) -> None:
+    current_span.set_attribute("http.response.status_code", status)
+    if record.operation is not None:
+        current_span.set_attribute("graphql.operation.name", record.operation)
+    if record.operation_type is not None:
+        current_span.set_attribute("graphql.operation.type", record.operation_type)
+    if record.outcome is not None:
+        current_span.set_attribute("pcsgw.outcome", record.outcome)
+    cache = record.cache_outcome()
+    if cache is not None:
+        current_span.set_attribute("pcsgw.cache", cache)
+    if record.aws_request_ids:
+        current_span.set_attribute("aws.request_ids", record.aws_request_ids)
+    if status >= 500:
+        current_span.set_status(StatusCode.ERROR)
+
+
+def _route(path: str) -> str:
+    if path == GRAPHQL_PATH or path in QUIET_PATHS:
+        return path
+    if path.startswith("/graphql/assets/"):
+        return "/graphql/assets"
+    return "other"
+
+
+_SERVER_ERROR_START: Message = {
+    "type": "http.response.start",
+    "status": 500,
+    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")],
+}
+_SERVER_ERROR_BODY: Message = {"type": "http.response.body", "body": b"Internal Server Error"}
