@@ -61,6 +61,27 @@ class Tracing:
         self.provider.shutdown()
 
 
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Raise TracingError when the `OTEL_*` variables ask for what the gateway cannot do."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return
+    if "otlp" in _exporter_names(env):
+        _otlp_protocol(env)
+
+
+def _otlp_protocol(env: Mapping[str, str]) -> str:
+    variable = (
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+        if "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" in env
+        else "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    protocol = env.get(variable, "http/protobuf")
+    if protocol != "http/protobuf":
+        raise TracingError(f"{variable}: only http/protobuf is supported, not {protocol!r}")
+    return protocol
+
+
 def _exporter_names(env: Mapping[str, str]) -> list[str]:
     raw = env.get("OTEL_TRACES_EXPORTER")
     if raw is None:
@@ -89,14 +110,7 @@ def _processors(names: list[str], env: Mapping[str, str]) -> Iterator[SpanProces
         if name == "console":
             exporter = ConsoleSpanExporter()
         else:
-            variable = (
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-                if "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" in env
-                else "OTEL_EXPORTER_OTLP_PROTOCOL"
-            )
-            protocol = env.get(variable, "http/protobuf")
-            if protocol != "http/protobuf":
-                raise TracingError(f"{variable}: only http/protobuf is supported, not {protocol!r}")
+            _otlp_protocol(env)
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter()

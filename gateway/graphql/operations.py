@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 
 from gateway.graphql.errors import INTERNAL
@@ -24,7 +25,22 @@ class OperationReport(SchemaExtension):
     """
 
     def on_operation(self) -> Iterator[None]:
-        yield
+        try:
+            yield
+        except GraphQLError as exc:
+            # A document that does not parse is raised through the parser cache.
+            self._note_refusal(exc)
+            raise
+        self._note_result()
+
+    def _note_refusal(self, exc: GraphQLError) -> None:
+        record = current()
+        if record is not None:
+            record.outcome = "refused"
+            syntax = isinstance(exc, GraphQLSyntaxError)
+            record.error_codes = ["GRAPHQL_PARSE_FAILED" if syntax else "GRAPHQL_VALIDATION_FAILED"]
+
+    def _note_result(self) -> None:
         record = current()
         if record is None:
             return
