@@ -25,7 +25,7 @@ from gateway.pcs import errors
 from gateway.pcs.client import FetchedCluster, PcsClient
 from gateway.pcs.cluster import Cluster, parse_cluster
 from gateway.pcs.model import identifier_pattern
-from gateway.requestlog import note_lookup
+from gateway.requestrecord import note_lookup
 from gateway.tracing import span
 
 log = logging.getLogger(__name__)

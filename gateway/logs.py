@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from gateway.config import Environment, Settings
+from gateway.requestrecord import current
 
 #: What logging records carry under this attribute is written as fields of the line.
 FIELDS = "fields"
@@ -45,8 +46,6 @@ def redact(text: str) -> str:
 
 
 def _request_id() -> str | None:
-    from gateway.requestlog import current
-
     record = current()
     return None if record is None else record.request_id
 

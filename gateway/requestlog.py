@@ -4,10 +4,8 @@ A request's id is the caller's `X-Request-ID` when that is 1 to 128 characters o
 digits and `._:-`, else a new random one; every response carries it back in `X-Request-ID`,
 answers of the answer cache included. While a request runs, the layers below note in its
 `RequestRecord` what they did (the operation, its outcome and error codes, each cluster
-cache lookup, the AWS request ids of PCS calls); its line is written once the response
-has gone, and the GraphQL operation is counted in the metrics. The record travels in a
-context variable, so the cluster service and the PCS client note into it without knowing
-of HTTP, and tasks they start (the single-flight call) note into the request that made them.
+cache lookup, the AWS request ids of PCS calls; see `gateway.requestrecord`); its line is
+written once the response has gone, and the GraphQL operation is counted in the metrics.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ import os
 import re
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.trace import SpanKind, StatusCode
@@ -27,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.answers import NOTE_KEY
 from gateway.logs import FIELDS
 from gateway.metrics import UNKNOWN, Metrics
+from gateway.requestrecord import RequestRecord, recording
 from gateway.tracing import Tracing, incoming_context, span
 
 log = logging.getLogger("gateway.requests")
@@ -39,55 +36,6 @@ _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 GRAPHQL_PATH = "/graphql"
 _MAX_LOGGED_PATH = 200
-
-
-@dataclass(slots=True)
-class RequestRecord:
-    """What one request did, noted by the layers it passed through."""
-
-    request_id: str
-    operation: str | None = None
-    operation_type: str | None = None
-    #: success, partial, error or refused; None when no GraphQL operation was asked for.
-    outcome: str | None = None
-    error_codes: list[str] = field(default_factory=list)
-    #: Cluster cache lookups by outcome: hit, negative_hit, miss, coalesced, stale.
-    lookups: dict[str, int] = field(default_factory=dict)
-    aws_request_ids: list[str] = field(default_factory=list)
-
-    def cache_outcome(self) -> str | None:
-        """The lookups' outcomes in one word, or joined with `+` when they differ."""
-        if not self.lookups:
-            return None
-        return "+".join(self.lookups)
-
-
-_CURRENT: ContextVar[RequestRecord | None] = ContextVar("pcsgw_request", default=None)
-
-
-def current() -> RequestRecord | None:
-    """The record of the request being served, if any."""
-    return _CURRENT.get()
-
-
-def note_lookup(outcome: str, aws_request_id: str | None = None) -> None:
-    """A cluster cache lookup of the current request, and the PCS call it waited on."""
-    record = _CURRENT.get()
-    if record is not None:
-        record.lookups[outcome] = record.lookups.get(outcome, 0) + 1
-        if aws_request_id is not None and aws_request_id not in record.aws_request_ids:
-            record.aws_request_ids.append(aws_request_id)
-
-
-def note_upstream(aws_request_id: str | None) -> None:
-    """The AWS request id of a PCS call the current request made."""
-    record = _CURRENT.get()
-    if (
-        record is not None
-        and aws_request_id is not None
-        and aws_request_id not in record.aws_request_ids
-    ):
-        record.aws_request_ids.append(aws_request_id)
 
 
 def request_id_of(scope: Scope) -> bytes:
@@ -122,7 +70,7 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         request_id = request_id_of(scope)
         record = RequestRecord(request_id.decode())
-        token = _CURRENT.set(record)
+        token = recording(record)
         status = 500
         response_started = False
 
@@ -168,7 +116,7 @@ class RequestLogMiddleware:
                     if current_span is not None:
                         _describe_span(current_span, record, status)
         finally:
-            _CURRENT.reset(token)
+            token.var.reset(token)
             self._finish(scope, record, route, status, time.perf_counter() - started)
 
     def _finish(

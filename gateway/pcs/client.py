@@ -31,7 +31,7 @@ from gateway.pcs.breaker import CircuitBreaker
 from gateway.pcs.cluster import Cluster, parse_cluster
 from gateway.pcs.model import DATA_PATH, SERVICE_NAME, error_codes
 from gateway.pcs.ratelimit import TokenBucket
-from gateway.requestlog import note_upstream
+from gateway.requestrecord import note_upstream
 from gateway.tracing import span
 
 log = logging.getLogger(__name__)
