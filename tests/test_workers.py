@@ -177,3 +177,21 @@ def test_worker_logs_are_json_lines_with_request_ids_and_no_secrets(served: Serv
         AWS_TEST_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
     ):
         assert secret not in text
+
+
+def test_several_workers_without_a_metrics_folder_stop_start_up_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from gateway.cli import main
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert main(["serve", "--workers", "2"]) == 2
+    assert capsys.readouterr().err == (
+        "pcs-gateway: PCS_GATEWAY_WORKERS: more than one worker needs PROMETHEUS_MULTIPROC_DIR "
+        "(a folder the workers share for /metrics)\n"
+    )
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
+    assert main(["serve", "--workers", "2"]) == 2
+    assert capsys.readouterr().err == (
+        "pcs-gateway: PROMETHEUS_MULTIPROC_DIR: not a writable folder\n"
+    )
