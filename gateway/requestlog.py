@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.answers import NOTE_KEY
-from gateway.logs import FIELDS
+from gateway.logs import log_fields
 from gateway.metrics import UNKNOWN, Metrics
 from gateway.requestrecord import RequestRecord, recording
 from gateway.tracing import Tracing, incoming_context, span
@@ -154,7 +154,7 @@ class RequestLogMiddleware:
             fields["cache"] = record.cache_outcome()
             fields["errors"] = record.error_codes
             fields["aws_request_ids"] = record.aws_request_ids
-        log.log(level, "%s %s %s", scope["method"], fields["path"], status, extra={FIELDS: fields})
+        log_fields(log, level, f"{scope['method']} {fields['path']} {status}", fields)
 
 
 def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, int, float], None]:
@@ -173,7 +173,7 @@ def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, 
         if tracer is not None:
             _hit_span(tracer, scope, status, seconds, request_id, operation)
         if log.isEnabledFor(logging.INFO):
-            fields = {
+            fields: dict[str, Any] = {
                 "request_id": request_id,
                 "method": scope["method"],
                 "path": GRAPHQL_PATH,
@@ -186,7 +186,7 @@ def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, 
                 "errors": [],
                 "aws_request_ids": [],
             }
-            log.info("%s %s %s", scope["method"], GRAPHQL_PATH, status, extra={FIELDS: fields})
+            log_fields(log, logging.INFO, f"{scope['method']} {GRAPHQL_PATH} {status}", fields)
 
     return observe
 
