@@ -96,7 +96,7 @@ class RequestLogMiddleware:
             attributes={
                 "http.request.method": scope["method"],
                 "http.route": route,
-                "url.path": scope["path"][:_MAX_LOGGED_PATH],
+                "url.path": _loggable(scope["path"]),
                 "pcsgw.request_id": record.request_id,
             },
             context=incoming_context(scope["headers"]) if self.tracer is not None else None,
@@ -143,7 +143,7 @@ class RequestLogMiddleware:
         fields: dict[str, Any] = {
             "request_id": record.request_id,
             "method": scope["method"],
-            "path": path[:_MAX_LOGGED_PATH],
+            "path": _loggable(path),
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
         }
@@ -236,6 +236,12 @@ def _describe_span(current_span: Any, record: RequestRecord, status: int) -> Non
         current_span.set_attribute("aws.request_ids", record.aws_request_ids)
     if status >= 500:
         current_span.set_status(StatusCode.ERROR)
+
+
+def _loggable(path: str) -> str:
+    """The path cut short, control characters escaped: a path never forges a log line."""
+    path = path[:_MAX_LOGGED_PATH]
+    return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
 
 
 def _route(path: str) -> str:

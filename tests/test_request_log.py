@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.config import Settings
 from gateway.logs import ConsoleFormatter, JsonFormatter, logging_config, redact, uses_json
-from tests.conftest import Gateway
+from tests.conftest import Gateway, GatewayFactory
 from tests.servers import Emulator
 
 QUERY = "query ClusterName($i: String!) { cluster(identifier: $i) { name } }"
@@ -129,6 +131,21 @@ def test_every_response_carries_a_request_id(gateway: Gateway) -> None:
     )
 
 
+def test_a_path_never_forges_a_log_line(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    response = gateway.http.get(
+        "/x%0A2026-01-01%20INFO%20forged", headers={"x-request-id": "forge-1"}
+    )
+    assert response.status_code == 404
+    request_lines(caplog, "forge-1")
+    [record] = [
+        r for r in caplog.records if getattr(r, "fields", {}).get("request_id") == "forge-1"
+    ]
+    text = ConsoleFormatter().format(record)
+    assert "\n" not in text
+    assert "GET /x\\n2026-01-01 INFO forged 404" in text
+
+
 def test_the_console_format_is_one_readable_line(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -177,3 +194,35 @@ def test_credentials_are_masked_in_text_that_is_not_the_gateways_own() -> None:
     ):
         assert secret not in text, text
     assert "redis://user:[redacted]@cache:6379/0" in text
+
+
+def test_a_stale_answer_logs_the_failed_call_and_a_coalesced_wait_the_call_it_waited_for(
+    start_gateway: GatewayFactory, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    gateway = start_gateway(pcs_max_attempts=1, cache_ttl_settled_seconds=0.2)
+    # Long enough that the second request arrives while the first one's call is under way.
+    emulator.faults({"global": {"latencySeconds": 1.5}})
+
+    def ask(name: str) -> httpx.Response:
+        query = f'query {name} {{ cluster(identifier: "demo-active") {{ name }} }}'
+        return gateway.http.post("/graphql", json={"query": query}, headers={"x-request-id": name})
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(ask, ["First", "Second"]))
+    assert [a.json()["data"]["cluster"]["name"] for a in answers] == ["demo-active"] * 2
+    assert emulator.calls() == 1
+    [call] = emulator.http.get("/_emulator/calls").json()["log"]
+    lines = {name: request_lines(caplog, name)[0] for name in ("First", "Second")}
+    assert sorted(line["cache"] for line in lines.values()) == ["coalesced", "miss"]
+    assert all(line["aws_request_ids"] == [call["requestId"]] for line in lines.values())
+
+    emulator.faults({"clusters": {"demo-active": {"error": "ThrottlingException"}}})
+    time.sleep(0.3)  # past the freshness of the cluster and of the stored answer
+    stale = ask("Third")
+    assert stale.json()["extensions"]["stale"][0]["path"] == ["cluster"]
+    throttled = emulator.http.get("/_emulator/calls").json()["log"][-1]
+    assert throttled["status"] == 400
+    [line] = request_lines(caplog, "Third")
+    assert (line["cache"], line["outcome"], line["errors"]) == ("stale", "success", [])
+    assert line["aws_request_ids"] == [throttled["requestId"]]
