@@ -180,11 +180,8 @@ class ClusterService:
 
     async def _lookup(self, identifier: str, key: str) -> ClusterAnswer | None:
         """A fresh answer from the near copy or the store; None: PCS must be asked."""
-        with span(
-            self._tracer,
-            "cache.lookup",
-            attributes={"pcsgw.cache.backend": self._store.kind},
-        ) as current_span:
+        attributes = None if self._tracer is None else {"pcsgw.cache.backend": self._store.kind}
+        with span(self._tracer, "cache.lookup", attributes=attributes) as current_span:
             try:
                 answer = self._near_answer(key)
                 if answer is None and key not in self._flights:

@@ -15,9 +15,10 @@ import os
 import re
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.answers import NOTE_KEY
@@ -89,18 +90,7 @@ class RequestLogMiddleware:
             await send(message)
 
         route = _route(scope["path"])
-        request_span = span(
-            self.tracer,
-            f"{scope['method']} {route}",
-            kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": scope["method"],
-                "http.route": route,
-                "url.path": _loggable(scope["path"]),
-                "pcsgw.request_id": record.request_id,
-            },
-            context=incoming_context(scope["headers"]) if self.tracer is not None else None,
-        )
+        request_span = self._span(scope, route, record)
         try:
             with request_span as current_span:
                 try:
@@ -118,6 +108,24 @@ class RequestLogMiddleware:
         finally:
             token.var.reset(token)
             self._finish(scope, record, route, status, time.perf_counter() - started)
+
+    def _span(
+        self, scope: Scope, route: str, record: RequestRecord
+    ) -> AbstractContextManager[Span | None]:
+        if self.tracer is None:
+            return span(None, "")
+        return span(
+            self.tracer,
+            f"{scope['method']} {route}",
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": scope["method"],
+                "http.route": route,
+                "url.path": _loggable(scope["path"]),
+                "pcsgw.request_id": record.request_id,
+            },
+            context=incoming_context(scope["headers"]),
+        )
 
     def _finish(
         self, scope: Scope, record: RequestRecord, route: str, status: int, seconds: float

@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -157,12 +157,7 @@ class PcsClient:
         included), its AWS request id noted in the request log, and spanned when tracing.
         """
         started = time.perf_counter()
-        with span(
-            self._tracer,
-            f"PCS.{GET_CLUSTER}",
-            kind=SpanKind.CLIENT,
-            attributes={**self._span_attributes, "aws.pcs.cluster_identifier": identifier},
-        ) as current_span:
+        with self._span(identifier) as current_span:
             try:
                 fetched = await self._guarded_get_cluster(identifier)
             except errors.PcsError as exc:
@@ -175,6 +170,16 @@ class PcsClient:
                 current_span.set_attribute("aws.request_id", fetched.request_id)
                 current_span.set_attribute("http.response.status_code", 200)
             return fetched
+
+    def _span(self, identifier: str) -> AbstractContextManager[Span | None]:
+        if self._tracer is None:
+            return span(None, "")
+        return span(
+            self._tracer,
+            f"PCS.{GET_CLUSTER}",
+            kind=SpanKind.CLIENT,
+            attributes={**self._span_attributes, "aws.pcs.cluster_identifier": identifier},
+        )
 
     def _account(
         self, started: float, outcome: str, request_id: str | None, http_status: int | None
