@@ -235,6 +235,11 @@ def upstream_families(limiter: Any, breaker: Any) -> Iterator[Any]:
         opened = CounterMetricFamily("pcsgw_upstream_breaker_opened", "Times it opened.")
         opened.add_metric([], breaker.opened)
         yield opened
+        refused = CounterMetricFamily(
+            "pcsgw_upstream_breaker_refused", "Calls the open breaker kept from PCS."
+        )
+        refused.add_metric([], breaker.refused)
+        yield refused
 
 
 class MetricsMiddleware:

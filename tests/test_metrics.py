@@ -142,6 +142,8 @@ def test_a_scripted_mix_shows_exact_counts(
         (*graphql, ("status", "400")): 1,
         (*graphql, ("status", "413")): 1,
     }
+    assert samples[("pcsgw_upstream_breaker_opened_total", ())] == 0
+    assert samples[("pcsgw_upstream_breaker_refused_total", ())] == 0
     # The scrape itself is the one request in flight.
     assert samples[("pcsgw_http_requests_in_flight", ())] == 1
 
@@ -157,3 +159,21 @@ def test_an_unreachable_pcs_is_an_outcome_of_its_own(
     assert family_samples(samples, "pcsgw_upstream_calls_total") == {
         (("operation", "GetCluster"), ("outcome", "unreachable")): 1
     }
+
+
+def test_calls_the_open_breaker_keeps_from_pcs_are_counted(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(pcs_max_attempts=1, breaker_failure_threshold=1)
+    for identifier in ("error-internal", "demo-active"):
+        answer = gateway.query(QUERY, {"i": identifier})
+        assert answer["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+    assert emulator.calls() == 1
+    samples = scrape(gateway)
+    assert family_samples(samples, "pcsgw_upstream_calls_total") == {
+        (("operation", "GetCluster"), ("outcome", "InternalServerException")): 1,
+        (("operation", "GetCluster"), ("outcome", "circuit_open")): 1,
+    }
+    assert samples[("pcsgw_upstream_breaker_opened_total", ())] == 1
+    assert samples[("pcsgw_upstream_breaker_refused_total", ())] == 1
+    assert samples[("pcsgw_upstream_breaker_state", (("state", "open"),))] == 1
