@@ -177,3 +177,21 @@ def test_calls_the_open_breaker_keeps_from_pcs_are_counted(
     assert samples[("pcsgw_upstream_breaker_opened_total", ())] == 1
     assert samples[("pcsgw_upstream_breaker_refused_total", ())] == 1
     assert samples[("pcsgw_upstream_breaker_state", (("state", "open"),))] == 1
+
+
+def test_calls_the_gateway_held_back_are_an_outcome_of_their_own(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(
+        pcs_rate_limit_per_second=0.01, pcs_rate_limit_burst=1, pcs_rate_limit_max_wait_seconds=0
+    )
+    assert gateway.query(QUERY, {"i": "demo-active"})["data"]["cluster"]
+    held = gateway.query(QUERY, {"i": "demo-full"})["errors"][0]["extensions"]
+    assert held["code"] == "THROTTLED" and "awsErrorCode" not in held
+    samples = scrape(gateway)
+    assert family_samples(samples, "pcsgw_upstream_calls_total") == {
+        (("operation", "GetCluster"), ("outcome", "success")): 1,
+        (("operation", "GetCluster"), ("outcome", "held_back")): 1,
+    }
+    assert samples[("pcsgw_upstream_ratelimit_rejections_total", ())] == 1
+    assert emulator.calls() == 1
