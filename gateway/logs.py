@@ -9,6 +9,7 @@ libraries' debug output (which prints signed headers) is never enabled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import logging.config
 import re
@@ -167,21 +168,26 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if not isinstance(formatter, JsonFormatter | ConsoleFormatter):
             return
         text = formatter.fields_line(created, logging.getLevelName(level), name, message, fields)
-        with self.lock:  # type: ignore[union-attr]
-            self.stream.write(text + self.terminator)
+        try:
+            with self.lock:  # type: ignore[union-attr]
+                self.stream.write(text + self.terminator)
+        except (OSError, ValueError):  # a closed or broken stream never fails a request
+            return
         if self._flush_pending:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.flush()
+            with contextlib.suppress(OSError, ValueError):
+                self.flush()
             return
         self._flush_pending = True
         loop.call_soon(self._flush_round)
 
     def _flush_round(self) -> None:
         self._flush_pending = False
-        self.flush()
+        with contextlib.suppress(OSError, ValueError):
+            self.flush()
 
 
 def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:

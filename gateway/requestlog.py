@@ -134,12 +134,12 @@ class RequestLogMiddleware:
             # Refused before any GraphQL ran: body too large, not JSON, no query, denied.
             record.outcome = "refused"
         if record.outcome is not None:
-            admit = record.outcome != "refused"
-            label = (
-                UNKNOWN
-                if record.outcome == "refused" and record.operation is None
-                else self.metrics.operation_label(record.operation, admit=admit)
-            )
+            refused = record.outcome == "refused"
+            if refused and record.operation is None and record.operation_type is None:
+                label = UNKNOWN  # refused before its document could be read
+            else:
+                # Only names of operations that ran join the label values.
+                label = self.metrics.operation_label(record.operation, admit=not refused)
             self.metrics.graphql_operations.labels(label, record.outcome).inc()
             if record.outcome == "success":
                 # Kept with a stored answer, so its hits are counted under the same name.
@@ -168,15 +168,15 @@ class RequestLogMiddleware:
 def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, int, float], None]:
     """Logs and counts an answer of the answer cache as the middleware does any other request."""
     tracer = None if tracing is None else tracing.tracer
-    counters: dict[str | None, Any] = {}
+    counters: dict[str, Any] = {}  # by label: as bounded as the labels
 
     def observe(scope: Scope, status: int, seconds: float) -> None:
         request_id = request_id_of(scope).decode()
         operation: str | None = scope["state"].get(NOTE_KEY)
-        counter = counters.get(operation)
+        label = metrics.operation_label(operation)
+        counter = counters.get(label)
         if counter is None:
-            label = metrics.operation_label(operation)
-            counter = counters[operation] = metrics.graphql_operations.labels(label, "success")
+            counter = counters[label] = metrics.graphql_operations.labels(label, "success")
         counter.inc()
         if tracer is not None:
             _hit_span(tracer, scope, status, seconds, request_id, operation)

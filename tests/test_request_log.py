@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -12,7 +13,15 @@ import httpx
 import pytest
 
 from gateway.config import Settings
-from gateway.logs import ConsoleFormatter, JsonFormatter, logging_config, redact, uses_json
+from gateway.logs import (
+    ConsoleFormatter,
+    JsonFormatter,
+    LineHandler,
+    log_fields,
+    logging_config,
+    redact,
+    uses_json,
+)
 from tests.conftest import Gateway, GatewayFactory
 from tests.servers import Emulator
 
@@ -226,3 +235,43 @@ def test_a_stale_answer_logs_the_failed_call_and_a_coalesced_wait_the_call_it_wa
     [line] = request_lines(caplog, "Third")
     assert (line["cache"], line["outcome"], line["errors"]) == ("stale", "success", [])
     assert line["aws_request_ids"] == [throttled["requestId"]]
+
+
+class RecordingStream:
+    """A stream that keeps what was written and what had been flushed."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.flushed = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        self.flushed = self.text
+
+
+def test_lines_are_flushed_once_per_event_loop_round_and_at_once_outside_a_loop() -> None:
+    stream = RecordingStream()
+    handler = LineHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("pcsgw-test-lines")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    async def burst() -> None:
+        for index in range(3):
+            log_fields(logger, logging.INFO, "line", {"request_id": f"r{index}"})
+        assert stream.flushed == ""  # written, not yet flushed within the round
+        await asyncio.sleep(0)
+        assert stream.flushed.count("\n") == 3
+
+    asyncio.run(burst())
+    log_fields(logger, logging.INFO, "line", {"request_id": "outside"})
+    assert stream.flushed == stream.text
+    lines = [json.loads(line) for line in stream.text.splitlines()]
+    assert [line["request_id"] for line in lines] == ["r0", "r1", "r2", "outside"]
+    assert lines[0]["logger"] == "pcsgw-test-lines" and lines[0]["message"] == "line"
+    log_fields(logger, logging.DEBUG, "below the level", {"request_id": "quiet"})
+    assert "quiet" not in stream.text
