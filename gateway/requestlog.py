@@ -74,6 +74,7 @@ class RequestLogMiddleware:
         token = recording(record)
         status = 500
         response_started = False
+        trace_id: str | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -105,9 +106,10 @@ class RequestLogMiddleware:
                 finally:
                     if current_span is not None:
                         _describe_span(current_span, record, status)
+                        trace_id = f"{current_span.get_span_context().trace_id:032x}"
         finally:
             token.var.reset(token)
-            self._finish(scope, record, route, status, time.perf_counter() - started)
+            self._finish(scope, record, route, status, time.perf_counter() - started, trace_id)
 
     def _span(
         self, scope: Scope, route: str, record: RequestRecord
@@ -128,7 +130,13 @@ class RequestLogMiddleware:
         )
 
     def _finish(
-        self, scope: Scope, record: RequestRecord, route: str, status: int, seconds: float
+        self,
+        scope: Scope,
+        record: RequestRecord,
+        route: str,
+        status: int,
+        seconds: float,
+        trace_id: str | None,
     ) -> None:
         if record.outcome is None and route == GRAPHQL_PATH and status >= 400:
             # Refused before any GraphQL ran: body too large, not JSON, no query, denied.
@@ -162,6 +170,8 @@ class RequestLogMiddleware:
             fields["cache"] = record.cache_outcome()
             fields["errors"] = record.error_codes
             fields["aws_request_ids"] = record.aws_request_ids
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
         log_fields(log, level, f"{scope['method']} {fields['path']} {status}", fields)
 
 
@@ -178,8 +188,9 @@ def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, 
         if counter is None:
             counter = counters[label] = metrics.graphql_operations.labels(label, "success")
         counter.inc()
+        trace_id = None
         if tracer is not None:
-            _hit_span(tracer, scope, status, seconds, request_id, operation)
+            trace_id = _hit_span(tracer, scope, status, seconds, request_id, operation)
         if log.isEnabledFor(logging.INFO):
             fields: dict[str, Any] = {
                 "request_id": request_id,
@@ -194,6 +205,8 @@ def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, 
                 "errors": [],
                 "aws_request_ids": [],
             }
+            if trace_id is not None:
+                fields["trace_id"] = trace_id
             log_fields(log, logging.INFO, f"{scope['method']} {GRAPHQL_PATH} {status}", fields)
 
     return observe
@@ -206,8 +219,8 @@ def _hit_span(
     seconds: float,
     request_id: str,
     operation: str | None,
-) -> None:
-    # The answer has gone already: the span is drawn over the time it took.
+) -> str:
+    """The span of an answer that has gone already, drawn over the time it took; its trace id."""
     end = time.time_ns()
     request_span = tracer.start_span(
         f"{scope['method']} {GRAPHQL_PATH}",
@@ -227,6 +240,7 @@ def _hit_span(
     if operation is not None:
         request_span.set_attribute("graphql.operation.name", operation)
     request_span.end(end_time=end)
+    return f"{request_span.get_span_context().trace_id:032x}"
 
 
 def _describe_span(current_span: Any, record: RequestRecord, status: int) -> None:

@@ -70,6 +70,7 @@ def test_the_log_line_carries_the_response_request_id_and_the_aws_request_id(
         [],
     )
     assert line["duration_ms"] > 0
+    assert "trace_id" not in line  # tracing is off
 
 
 def test_a_failed_call_logs_its_code_and_the_request_id_pcs_gave(

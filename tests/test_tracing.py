@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,7 @@ from gateway.config import Settings
 from gateway.tracing import Tracing, TracingError, check_environment
 from tests.conftest import GatewayFactory
 from tests.servers import Emulator, ServerThread
+from tests.test_request_log import request_lines
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_SPAN_ID = "b7ad6b7169203331"
@@ -54,10 +56,14 @@ def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
 
 
 def test_one_request_yields_a_span_tree_in_the_callers_trace(
-    traced: tuple[str, InMemorySpanExporter], emulator: Emulator
+    traced: tuple[str, InMemorySpanExporter], emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
     url, exporter = traced
     response = post(url, QUERY, traceparent=TRACEPARENT)
+    # The request's log line names its trace.
+    [line] = request_lines(caplog, response.headers["x-request-id"])
+    assert line["trace_id"] == TRACE_ID
     spans = by_name(exporter.get_finished_spans())
     assert set(spans) == {"POST /graphql", "Query.cluster", "cache.lookup", "PCS.GetCluster"}
     request = spans["POST /graphql"]
@@ -97,12 +103,15 @@ def test_one_request_yields_a_span_tree_in_the_callers_trace(
 
 
 def test_an_answer_cache_hit_is_one_span_and_a_failed_call_an_error_span(
-    traced: tuple[str, InMemorySpanExporter],
+    traced: tuple[str, InMemorySpanExporter], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
     url, exporter = traced
     post(url, QUERY)
     exporter.clear()
-    post(url, QUERY, traceparent=TRACEPARENT)
+    response = post(url, QUERY, traceparent=TRACEPARENT)
+    [line] = request_lines(caplog, response.headers["x-request-id"])
+    assert (line["cache"], line["trace_id"]) == ("answer", TRACE_ID)
     [hit] = exporter.get_finished_spans()
     assert hit.name == "POST /graphql"
     assert f"{hit.context.trace_id:032x}" == TRACE_ID
