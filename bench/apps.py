@@ -19,10 +19,13 @@ from gateway.config import load_settings
 
 
 def gateway() -> Any:
-    """The gateway as `pcs-gateway serve --demo` makes it."""
+    """The gateway as `pcs-gateway serve --demo` makes it, logging a line per request."""
+    from gateway import logs
     from gateway.app import create_app
 
-    return create_app(load_settings(demo=True))
+    settings = load_settings(demo=True)
+    logs.configure(settings)
+    return create_app(settings)
 
 
 def upstream() -> Any:

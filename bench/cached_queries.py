@@ -235,7 +235,10 @@ def start(server: Server) -> None:
     command = ["taskset", "-c", SERVER_CPU, *server.command]
     if "uvicorn" in server.command:
         command += ["--port", str(server.port)]
-    server.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    # Logs are written (a line per request, as in production) and thrown away.
+    server.process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.process.poll() is not None:

@@ -38,6 +38,9 @@ from starlette.types import Message, Receive, Scope, Send
 FACTS_KEY = "answer_facts"
 #: Where the authentication layer leaves the caller (`.partition`, `.expires_at`).
 CALLER_KEY = "caller"
+#: What the inner layers leave here is kept with a stored answer and put back on its hits,
+#: for the observers (the request log keeps the operation's name).
+NOTE_KEY = "answer_note"
 
 #: Request headers that never change an answer: left out of the key so that, e.g., a
 #: client's own request id does not make every request a miss.
@@ -102,6 +105,7 @@ class _Entry:
     valid_until: float
     partition: str
     size: int
+    note: Any = None
 
 
 #: Called on every answer served from the cache: (scope, status, seconds spent).
@@ -184,6 +188,8 @@ class AnswerCache:
                 await self._answer(entry, scope, send, now)
                 if self.observers:
                     elapsed = time.perf_counter() - started
+                    if entry.note is not None:
+                        scope.setdefault("state", {})[NOTE_KEY] = entry.note
                     for observer in self.observers:
                         observer(scope, entry.status, elapsed)
                 return
@@ -280,7 +286,15 @@ class AnswerCache:
             return
         if not self._learn(facts) or not facts.reusable or status != 200:
             return
-        self._store(key, status, headers, b"".join(chunks), facts, state.get(CALLER_KEY))
+        self._store(
+            key,
+            status,
+            headers,
+            b"".join(chunks),
+            facts,
+            state.get(CALLER_KEY),
+            state.get(NOTE_KEY),
+        )
 
     def _learn(self, facts: AnswerFacts) -> bool:
         """Record the cluster versions in an answer; False when one is already outdated."""
@@ -305,6 +319,7 @@ class AnswerCache:
         body: bytes,
         facts: AnswerFacts,
         caller: Any,
+        note: Any = None,
     ) -> None:
         now = self._clock()
         expires_at = getattr(caller, "expires_at", None)
@@ -351,6 +366,7 @@ class AnswerCache:
             valid_until=valid_until,
             partition=str(getattr(caller, "partition", "")),
             size=size,
+            note=note,
         )
         self.bytes += size
         self.stats.stores += 1

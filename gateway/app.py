@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import itertools
@@ -14,6 +15,7 @@ from typing import Any
 import orjson
 from cross_web import AsyncHTTPRequestAdapter
 from cross_web.exceptions import HTTPException  # what Strawberry raises to refuse a request
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -36,6 +38,7 @@ from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import request_refusal, to_contract
+from gateway.graphql.operations import OperationReport
 from gateway.graphql.schema import build_schema
 from gateway.metrics import (
     CONTENT_TYPE,
@@ -46,7 +49,9 @@ from gateway.metrics import (
 )
 from gateway.pcs.client import PcsClient
 from gateway.persisted import PersistedQueries, PersistedQueryError
+from gateway.requestlog import RequestLogMiddleware, hit_observer, request_id_of
 from gateway.security import security_middleware
+from gateway.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +80,14 @@ class GatewayState:
     client: PcsClient | None = None
     graphiql: GraphiQLPage | None = None
     persisted: PersistedQueries | None = None
+    tracing: Tracing | None = None
 
 
 class GraphQLEndpoint(GraphQL[GatewayContext, None]):
     """Strawberry's ASGI view, with the gateway's context and a fast JSON encoder."""
 
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
-        super().__init__(build_schema(settings=state.settings), **kwargs)
+        super().__init__(build_schema([OperationReport], settings=state.settings), **kwargs)
         self.state = state
 
     async def get_context(
@@ -97,6 +103,7 @@ class GraphQLEndpoint(GraphQL[GatewayContext, None]):
             request=request,
             response=response,
             deadline=time.monotonic() + settings.request_deadline_seconds,
+            tracer=None if self.state.tracing is None else self.state.tracing.tracer,
         )
         if isinstance(request, Request):
             request.state.graphql_response = response
@@ -247,11 +254,19 @@ def _cache_control(request: Request, facts: AnswerFacts | None) -> str:
     return f"{'private' if private else 'public'}, max-age={max_age}"
 
 
-def create_app(settings: Settings) -> AnswerCache:
-    """The gateway as an ASGI application: the answer cache in front of Starlette."""
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> AnswerCache:
+    """The gateway as an ASGI application: the answer cache in front of Starlette.
+
+    Tracing follows the `OTEL_*` variables unless a `tracer_provider` is given.
+    """
     state = GatewayState(settings=settings)
-    metrics = Metrics()
+    metrics = Metrics(max_operation_names=settings.metrics_max_operation_names)
     state.metrics = metrics
+    tracing = (
+        Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_environment()
+    )
+    state.tracing = tracing
+    tracer = None if tracing is None else tracing.tracer
     graphql = GraphQLEndpoint(
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -286,6 +301,8 @@ def create_app(settings: Settings) -> AnswerCache:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            if tracing is not None:
+                stack.callback(tracing.shutdown)  # last: flushes the spans of the shutdown too
             endpoint_url = None
             credentials: dict[str, str] = {}
             if settings.demo:
@@ -301,11 +318,13 @@ def create_app(settings: Settings) -> AnswerCache:
                     endpoint_url=endpoint_url,
                     region_name=DEMO_REGION if settings.demo else None,
                     credentials=credentials,
+                    metrics=metrics,
+                    tracer=tracer,
                 )
             )
             state.store = store
             state.client = client
-            state.service = ClusterService(client, store, settings, state.stats)
+            state.service = ClusterService(client, store, settings, state.stats, tracer=tracer)
             state.persisted = PersistedQueries(
                 max_entries=settings.persisted_queries_max_entries,
                 shared=store if store.kind == "redis" else None,
@@ -317,6 +336,10 @@ def create_app(settings: Settings) -> AnswerCache:
                     upstream_families(client.limiter, client.breaker),
                 )
             )
+            if metrics.multiprocess_dir is not None:
+                mirror = asyncio.create_task(metrics.mirror_forever())
+                stack.callback(metrics.close)
+                stack.callback(mirror.cancel)
             if settings.graphiql_enabled:
                 state.graphiql = GraphiQLPage.load(
                     settings.graphiql_assets_dir,
@@ -347,6 +370,7 @@ def create_app(settings: Settings) -> AnswerCache:
             Route("/graphql/assets/{path:path}", graphiql_asset, methods=["GET"]),
         ],
         middleware=[
+            Middleware(RequestLogMiddleware, metrics=metrics, tracing=tracing),
             Middleware(MetricsMiddleware, metrics=metrics),
             *security_middleware(settings),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
@@ -359,9 +383,11 @@ def create_app(settings: Settings) -> AnswerCache:
         max_entries=settings.answer_cache_max_entries,
         max_bytes=settings.answer_cache_max_bytes,
         max_body_bytes=settings.max_body_bytes,
+        request_id=request_id_of,
     )
     metrics.watch(lambda: answer_families(answers))
     answers.observers.append(_count_in(metrics))
+    answers.observers.append(hit_observer(metrics, tracing))
     return answers
 
 

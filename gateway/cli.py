@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from gateway.config import SettingsError, load_settings
+from gateway.config import ENV_PREFIX, Settings, SettingsError, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -20,10 +21,16 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.demo:
         overrides["demo"] = True
+    if args.workers is not None:
+        overrides["workers"] = args.workers
     try:
         settings = load_settings(**overrides)
     except SettingsError as exc:
         print(f"pcs-gateway: {exc}", file=sys.stderr)
+        return 2
+    problem = _observability_problem(settings)
+    if problem is not None:
+        print(f"pcs-gateway: {problem}", file=sys.stderr)
         return 2
     if settings.graphiql_enabled and settings.graphiql_assets_dir is not None:
         # Checked before listening, so a bad folder is one line, not a start-up traceback.
@@ -34,18 +41,66 @@ def _serve(args: argparse.Namespace) -> int:
         except AssetError as exc:
             print(f"pcs-gateway: {exc}", file=sys.stderr)
             return 2
+    from gateway import logs
     from gateway.app import create_app
     from gateway.server import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    return serve(
-        app,
-        app.state.gateway,
-        host=settings.host,
-        port=settings.port,
-        drain_seconds=settings.drain_seconds,
+    logs.configure(settings)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": logs.logging_config(settings),
+        "log_level": settings.log_level,
+        "access_log": False,  # the gateway writes its own line per request
+        "proxy_headers": False,
+    }
+    if settings.workers == 1:
+        app = create_app(settings)
+        return serve(app, app.state.gateway, drain_seconds=settings.drain_seconds, **options)
+    # Each worker reads its settings from the environment: the options given here go there.
+    for name, value in overrides.items():
+        os.environ[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    uvicorn.run(
+        "gateway.cli:worker_app",
+        factory=True,
+        workers=settings.workers,
+        timeout_graceful_shutdown=int(settings.drain_seconds),
+        **options,
     )
+    return 0
+
+
+def worker_app() -> Any:
+    """The app one worker of `serve --workers N` runs, from the `PCS_GATEWAY_*` variables."""
+    from gateway.app import create_app
+
+    return create_app(load_settings())
+
+
+def _observability_problem(settings: Settings) -> str | None:
+    """A one-line reason the metrics folder or the `OTEL_*` settings cannot work, or None."""
+    from gateway.metrics import MULTIPROCESS_VARIABLE
+    from gateway.tracing import TracingError, check_environment
+
+    try:
+        check_environment()
+    except TracingError as exc:
+        return str(exc)
+    folder = os.environ.get(MULTIPROCESS_VARIABLE)
+    if not folder:
+        if settings.workers > 1:
+            return (
+                f"{ENV_PREFIX}WORKERS: more than one worker needs {MULTIPROCESS_VARIABLE} "
+                "(a folder the workers share for /metrics)"
+            )
+        return None
+    path = Path(folder)
+    if not path.is_dir() or not os.access(path, os.W_OK):
+        return f"{MULTIPROCESS_VARIABLE}: not a writable folder"
+    # Values of an earlier run would be added to this one's: start from nothing.
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return None
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -91,6 +146,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (PCS_GATEWAY_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (PCS_GATEWAY_PORT, default 8000)")
     serve.add_argument("--demo", action="store_true", help="answer from the built-in PCS emulator")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes (PCS_GATEWAY_WORKERS, default 1)"
+    )
     serve.set_defaults(run=_serve)
     emulator = commands.add_parser("emulator", help="run the PCS emulator alone")
     emulator.add_argument("--host", default="127.0.0.1")

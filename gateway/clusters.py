@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 import orjson
+from opentelemetry.trace import Tracer
 
 from gateway.cache import CacheStats, CacheStore
 from gateway.config import Settings
@@ -24,6 +25,8 @@ from gateway.pcs import errors
 from gateway.pcs.client import FetchedCluster, PcsClient
 from gateway.pcs.cluster import Cluster, parse_cluster
 from gateway.pcs.model import identifier_pattern
+from gateway.requestrecord import note_lookup
+from gateway.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +108,10 @@ class ClusterService:
         stats: CacheStats,
         *,
         clock: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
     ) -> None:
         self._client = client
+        self._tracer = tracer
         self._store = store
         self._settings = settings
         self.stats = stats
@@ -137,32 +142,65 @@ class ClusterService:
         return self._settings.cache_ttl_transitional_seconds
 
     async def get(self, identifier: str, *, refresh: bool = False) -> ClusterAnswer:
-        """The cluster by name or id; raises InvalidIdentifier or a PcsError."""
+        """The cluster by name or id; raises InvalidIdentifier or a PcsError.
+
+        Each lookup's outcome (hit, negative_hit, miss, coalesced, stale) and the AWS
+        request id of the call it waited on are noted in the request log.
+        """
         check_identifier(identifier)
         key = self.key(identifier)
         if not refresh:
-            answer = self._near_answer(key)
-            if answer is None and key not in self._flights:
-                entry = await self._read(key)
-                if entry is not None:
-                    answer = self._fresh_answer(identifier, entry)
-                # A fetch may have landed while the read was under way (or timed out):
-                # its answer is as new as anything the read could have found.
-                answer = answer or self._near_answer(key)
+            answer = await self._lookup(identifier, key)
             if answer is not None:
                 self.stats.hits += 1
+                note_lookup("hit")
                 return answer
         flight = self._flights.get(key)
         if flight is None:
             self.stats.misses += 1
+            outcome = "miss"
             flight = asyncio.create_task(self._fetch(identifier, key))
             self._flights[key] = flight
             flight.add_done_callback(lambda _: self._flights.pop(key, None))
         else:
             self.stats.coalesced_waits += 1
-        # Shielded: a caller that gives up (deadline, disconnect) must not cancel the
-        # fetch others are waiting on; its answer still fills the cache.
-        return await asyncio.shield(flight)
+            outcome = "coalesced"
+        try:
+            # Shielded: a caller that gives up (deadline, disconnect) must not cancel the
+            # fetch others are waiting on; its answer still fills the cache.
+            answer = await asyncio.shield(flight)
+        except errors.PcsError as exc:
+            note_lookup(outcome, exc.request_id)
+            raise
+        if answer.stale:
+            note_lookup("stale")
+        else:
+            note_lookup(outcome, answer.request_id)
+        return answer
+
+    async def _lookup(self, identifier: str, key: str) -> ClusterAnswer | None:
+        """A fresh answer from the near copy or the store; None: PCS must be asked."""
+        attributes = None if self._tracer is None else {"pcsgw.cache.backend": self._store.kind}
+        with span(self._tracer, "cache.lookup", attributes=attributes) as current_span:
+            try:
+                answer = self._near_answer(key)
+                if answer is None and key not in self._flights:
+                    entry = await self._read(key)
+                    if entry is not None:
+                        answer = self._fresh_answer(identifier, entry)
+                    # A fetch may have landed while the read was under way (or timed out):
+                    # its answer is as new as anything the read could have found.
+                    answer = answer or self._near_answer(key)
+            except errors.ResourceNotFound:
+                note_lookup("negative_hit")
+                if current_span is not None:
+                    current_span.set_attribute("pcsgw.cache.outcome", "negative_hit")
+                raise
+            if current_span is not None:
+                current_span.set_attribute(
+                    "pcsgw.cache.outcome", "miss" if answer is None else "hit"
+                )
+            return answer
 
     def _near_answer(self, key: str) -> ClusterAnswer | None:
         answer = self._near.get(key)

@@ -142,6 +142,28 @@ class Settings(BaseSettings):
         "when the cache is Redis); 0 turns persisted queries off.",
     )
 
+    # Observability: logs, metrics, worker processes.
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description="Log lines as JSON objects or readable text; auto: JSON in production, "
+        "text in development.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged (one line per request at info)."
+    )
+    metrics_max_operation_names: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="Distinct operation names the metrics label by; later ones count as other.",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes `serve` runs; above 1 needs PROMETHEUS_MULTIPROC_DIR.",
+    )
+
     max_body_bytes: int = Field(
         65_536, ge=1024, le=10_000_000, description="Largest request body; larger ones get 413."
     )

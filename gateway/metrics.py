@@ -1,17 +1,28 @@
 """Prometheus metrics: one registry per app, HTTP middleware, and collectors read at scrape.
 
-Labels are bounded: routes are the app's own paths, never an identifier, a query text or
-a caller's address.
+Labels are bounded: routes are the app's own paths, operation names the first
+`max_operation_names` seen (then `other`), upstream outcomes the model's error codes (then
+`other`); never an identifier, a query text or a caller's address.
+
+With several worker processes (`PROMETHEUS_MULTIPROC_DIR` set), counters and histograms
+live in that folder and every worker's scrape answers their sum over all workers. The
+counters read from live objects at scrape (cluster cache, answer cache, rate limiter,
+breaker) are mirrored there by each worker every `MIRROR_SECONDS` and at its own scrapes:
+counters summed over all workers, gauges summed over the live ones.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,13 +30,28 @@ from gateway.cache import CacheStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 KNOWN_ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+#: The variable prometheus-client reads (at import) to keep metrics in files shared by workers.
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+#: How often each worker copies its live counters into the shared folder.
+MIRROR_SECONDS = 1.0
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+#: What a GraphQL Name is; anything else is never a label value.
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,99}")
+ANONYMOUS = "anonymous"
+OTHER = "other"
+#: An operation whose name could not be read (refused before parsing).
+UNKNOWN = "unknown"
 
 
 class Metrics:
     """The gateway's metrics, in a registry of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_operation_names: int = 100) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_VARIABLE) or None
+        self.max_operation_names = max_operation_names
+        self._operation_names: set[str] = set()
+        self._mirror = _Mirror()
         self.requests = Counter(
             "pcsgw_http_requests",
             "HTTP requests by route, method and status.",
@@ -36,11 +62,14 @@ class Metrics:
             "pcsgw_http_request_duration_seconds",
             "HTTP request latency by route.",
             ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "pcsgw_http_requests_in_flight", "HTTP requests being served.", registry=self.registry
+            "pcsgw_http_requests_in_flight",
+            "HTTP requests being served.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.graphql_errors = Counter(
             "pcsgw_graphql_errors",
@@ -48,14 +77,113 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.graphql_operations = Counter(
+            "pcsgw_graphql_operations",
+            "GraphQL operations by operation name and outcome (success, partial, error, refused).",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.upstream_calls = Counter(
+            "pcsgw_upstream_calls",
+            "PCS calls by operation and outcome (success, the AWS error code, or why none came).",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.upstream_latency = Histogram(
+            "pcsgw_upstream_call_duration_seconds",
+            "PCS call latency by operation: rate-limit wait and the SDK's retries included.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def operation_label(self, name: str | None, *, admit: bool = True) -> str:
+        """The label of an operation name: bounded, so a client cannot grow the series."""
+        if name is None:
+            return ANONYMOUS
+        if name in self._operation_names:
+            return name
+        if (
+            admit
+            and len(self._operation_names) < self.max_operation_names
+            and _NAME.fullmatch(name)
+        ):
+            self._operation_names.add(name)
+            return name
+        return OTHER
 
     def watch(self, source: Callable[[], Iterator[Any]]) -> None:
         """Add a collector that reads live objects (cache counters, limiter, breaker) at scrape."""
-        self.registry.register(_Reader(source))
+        if self.multiprocess_dir is None:
+            self.registry.register(_Reader(source))
+        else:
+            self._mirror.sources.append(source)
 
     def render(self) -> bytes:
-        """The registry in Prometheus text format."""
-        return generate_latest(self.registry)
+        """The metrics in Prometheus text format: of this process, or summed over workers."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        self._mirror.copy()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    async def mirror_forever(self) -> None:
+        """With several workers: copy the live counters to the shared folder now and then."""
+        if self.multiprocess_dir is None:
+            return
+        while True:
+            self._mirror.copy()
+            await asyncio.sleep(MIRROR_SECONDS)
+
+    def close(self) -> None:
+        """With several workers: take this worker's gauges out of the sums (it is leaving)."""
+        if self.multiprocess_dir is not None:
+            self._mirror.copy()
+            mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
+
+
+class _Mirror:
+    """Copies families read from live objects into multiprocess-mode counters and gauges."""
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], Iterator[Any]]] = []
+        self._metrics: dict[str, Counter | Gauge] = {}
+        self._copied: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    def copy(self) -> None:
+        for source in self.sources:
+            for family in source():
+                self._copy(family)
+
+    def _copy(self, family: Metric) -> None:
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            names = tuple(sample.labels)
+            values = tuple(sample.labels[name] for name in names)
+            metric = self._metrics.get(family.name)
+            if metric is None:
+                if family.type == "counter":
+                    metric = Counter(family.name, family.documentation, names, registry=None)
+                else:
+                    metric = Gauge(
+                        family.name,
+                        family.documentation,
+                        names,
+                        registry=None,
+                        multiprocess_mode="livesum",
+                    )
+                self._metrics[family.name] = metric
+            child = metric.labels(*values) if names else metric
+            if isinstance(child, Counter):
+                key = (family.name, values)
+                delta = sample.value - self._copied.get(key, 0.0)
+                if delta > 0:
+                    child.inc(delta)
+                    self._copied[key] = sample.value
+            else:
+                child.set(sample.value)
 
 
 class _Reader(Collector):
@@ -107,6 +235,11 @@ def upstream_families(limiter: Any, breaker: Any) -> Iterator[Any]:
         opened = CounterMetricFamily("pcsgw_upstream_breaker_opened", "Times it opened.")
         opened.add_metric([], breaker.opened)
         yield opened
+        refused = CounterMetricFamily(
+            "pcsgw_upstream_breaker_refused", "Calls the open breaker kept from PCS."
+        )
+        refused.add_metric([], breaker.refused)
+        yield refused
 
 
 class MetricsMiddleware:

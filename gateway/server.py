@@ -163,16 +163,12 @@ class GatewayServer(uvicorn.Server):
         return self.exit_code == 0
 
 
-def serve(app: ASGIApp, state: GatewayState, *, host: str, port: int, drain_seconds: float) -> int:
-    """Serve `app` until SIGTERM or SIGINT; the process's exit code."""
-    config = uvicorn.Config(
-        ClosingWhileDraining(app, state),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=False,
-        proxy_headers=False,
-    )
+def serve(app: ASGIApp, state: GatewayState, *, drain_seconds: float, **options: Any) -> int:
+    """Serve `app` until SIGTERM or SIGINT; the process's exit code.
+
+    `options` are uvicorn's (host, port, logging...).
+    """
+    config = uvicorn.Config(ClosingWhileDraining(app, state), **options)
     server = GatewayServer(config, state, drain_seconds=drain_seconds)
     server.run()
     return server.exit_code

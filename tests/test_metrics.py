@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, GatewayFactory
 from tests.servers import Emulator
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
@@ -53,3 +55,143 @@ def test_readiness_reports_the_breaker_without_failing_on_it(gateway: Gateway) -
     ready = gateway.http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["pcsBreaker"] == "closed"
+
+
+NAMED = "query {name}($i: String!) {{ cluster(identifier: $i) {{ name }} }}"
+
+
+def family_samples(
+    samples: dict[Any, float], name: str
+) -> dict[tuple[tuple[str, str], ...], float]:
+    return {labels: value for (sample, labels), value in samples.items() if sample == name}
+
+
+def test_a_scripted_mix_shows_exact_counts(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    # One attempt a call, so throttling and failures are not retried; two operation names.
+    gateway = start_gateway(pcs_max_attempts=1, metrics_max_operation_names=2, max_body_bytes=1024)
+    status = NAMED.format(name="ClusterStatus")
+    for _ in range(3):  # a miss, then two answers of the answer cache
+        assert gateway.query(status, {"i": "demo-active"})["data"]["cluster"]["name"]
+    failing = NAMED.format(name="Failing")
+    for identifier in (
+        "error-not-found",
+        "error-validation",
+        "error-throttling",
+        "error-conflict",
+        "error-access-denied",
+        "error-internal",
+        "not valid!",  # refused by the gateway before PCS
+    ):
+        assert gateway.query(failing, {"i": identifier})["errors"]
+    # A third name is past the bound; its cluster comes from the cluster cache.
+    assert gateway.query(NAMED.format(name="Third"), {"i": "demo-active"})["data"]["cluster"]
+    assert gateway.query("query Broken { cluster(")["errors"][0]["extensions"]["code"] == (
+        "GRAPHQL_PARSE_FAILED"
+    )
+    assert gateway.query("query Invalid { nope }")["errors"]
+    not_json = gateway.http.post(
+        "/graphql", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 400
+    too_large = gateway.http.post("/graphql", json={"query": "{ __typename }", "x": "y" * 2048})
+    assert too_large.status_code == 413
+
+    samples = scrape(gateway)
+    assert family_samples(samples, "pcsgw_graphql_operations_total") == {
+        (("operation", "ClusterStatus"), ("outcome", "success")): 3,
+        (("operation", "Failing"), ("outcome", "partial")): 7,
+        (("operation", "other"), ("outcome", "success")): 1,
+        (("operation", "unknown"), ("outcome", "refused")): 3,  # parse, not JSON, too large
+        (("operation", "other"), ("outcome", "refused")): 1,  # a name never executed
+    }
+    assert family_samples(samples, "pcsgw_graphql_errors_total") == {
+        (("code", "NOT_FOUND"),): 1,
+        (("code", "BAD_USER_INPUT"),): 2,
+        (("code", "THROTTLED"),): 1,
+        (("code", "CONFLICT"),): 1,
+        (("code", "FORBIDDEN"),): 1,
+        (("code", "UPSTREAM_UNAVAILABLE"),): 1,
+        (("code", "GRAPHQL_PARSE_FAILED"),): 1,
+        (("code", "GRAPHQL_VALIDATION_FAILED"),): 1,
+    }
+    get_cluster = ("operation", "GetCluster")
+    assert family_samples(samples, "pcsgw_upstream_calls_total") == {
+        (get_cluster, ("outcome", outcome)): 1
+        for outcome in (
+            "success",
+            "ResourceNotFoundException",
+            "ValidationException",
+            "ThrottlingException",
+            "ConflictException",
+            "AccessDeniedException",
+            "InternalServerException",
+        )
+    }
+    assert samples[("pcsgw_upstream_call_duration_seconds_count", (get_cluster,))] == 7
+    assert emulator.calls() == 7
+    memory = (("backend", "memory"),)
+    assert samples[("pcsgw_cache_misses_total", memory)] == 7
+    assert samples[("pcsgw_cache_hits_total", memory)] == 1
+    assert samples[("pcsgw_answer_cache_hits_total", ())] == 2
+    http = family_samples(samples, "pcsgw_http_requests_total")
+    graphql = (("method", "POST"), ("route", "/graphql"))
+    assert http == {
+        (*graphql, ("status", "200")): 13,
+        (*graphql, ("status", "400")): 1,
+        (*graphql, ("status", "413")): 1,
+    }
+    assert samples[("pcsgw_upstream_breaker_opened_total", ())] == 0
+    assert samples[("pcsgw_upstream_breaker_refused_total", ())] == 0
+    # The scrape itself is the one request in flight.
+    assert samples[("pcsgw_http_requests_in_flight", ())] == 1
+
+
+def test_an_unreachable_pcs_is_an_outcome_of_its_own(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    emulator.faults({"clusters": {"demo-active": {"reset": True}}})
+    gateway = start_gateway(pcs_max_attempts=1)
+    answer = gateway.query(QUERY, {"i": "demo-active"})
+    assert answer["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+    samples = scrape(gateway)
+    assert family_samples(samples, "pcsgw_upstream_calls_total") == {
+        (("operation", "GetCluster"), ("outcome", "unreachable")): 1
+    }
+
+
+def test_calls_the_open_breaker_keeps_from_pcs_are_counted(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(pcs_max_attempts=1, breaker_failure_threshold=1)
+    for identifier in ("error-internal", "demo-active"):
+        answer = gateway.query(QUERY, {"i": identifier})
+        assert answer["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+    assert emulator.calls() == 1
+    samples = scrape(gateway)
+    assert family_samples(samples, "pcsgw_upstream_calls_total") == {
+        (("operation", "GetCluster"), ("outcome", "InternalServerException")): 1,
+        (("operation", "GetCluster"), ("outcome", "circuit_open")): 1,
+    }
+    assert samples[("pcsgw_upstream_breaker_opened_total", ())] == 1
+    assert samples[("pcsgw_upstream_breaker_refused_total", ())] == 1
+    assert samples[("pcsgw_upstream_breaker_state", (("state", "open"),))] == 1
+
+
+def test_calls_the_gateway_held_back_are_an_outcome_of_their_own(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(
+        pcs_rate_limit_per_second=0.01, pcs_rate_limit_burst=1, pcs_rate_limit_max_wait_seconds=0
+    )
+    assert gateway.query(QUERY, {"i": "demo-active"})["data"]["cluster"]
+    held = gateway.query(QUERY, {"i": "demo-full"})["errors"][0]["extensions"]
+    assert held["code"] == "THROTTLED" and "awsErrorCode" not in held
+    samples = scrape(gateway)
+    assert family_samples(samples, "pcsgw_upstream_calls_total") == {
+        (("operation", "GetCluster"), ("outcome", "success")): 1,
+        (("operation", "GetCluster"), ("outcome", "held_back")): 1,
+    }
+    assert samples[("pcsgw_upstream_ratelimit_rejections_total", ())] == 1
+    assert emulator.calls() == 1

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import Tracer
 from strawberry.dataloader import DataLoader
 
 from gateway.answers import AnswerFacts
@@ -36,6 +37,8 @@ class GatewayContext:
     fresh_until: float = math.inf
     #: Each ageSeconds field resolved: (response key, fetched_at, value).
     ages: list[tuple[str, float, float]] = field(default_factory=list)
+    #: Opens a span per resolver that asks the cluster service; None: tracing is off.
+    tracer: Tracer | None = None
 
     def note_answer(self, answer: ClusterAnswer) -> None:
         """Record a cluster a query's answer is built from, for the answer cache."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from graphql import OperationType
@@ -15,6 +16,7 @@ from gateway.clusters import ClusterAnswer
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
 from gateway.pcs.errors import DeadlineExceeded
+from gateway.tracing import span
 
 
 async def cluster(
@@ -22,11 +24,14 @@ async def cluster(
 ) -> ClusterAnswer:
     """One cluster by name or id."""
     context = info.context
-    if refresh:
-        context.volatile = True
-        answer = await _within_deadline(context, context.service.get(identifier, refresh=True))
-    else:
-        answer = await _within_deadline(context, _loader(context).load(identifier))
+    with _resolver_span(info, identifier):
+        lookup: Awaitable[ClusterAnswer]
+        if refresh:
+            context.volatile = True
+            lookup = context.service.get(identifier, refresh=True)
+        else:
+            lookup = _loader(context).load(identifier)
+        answer = await _within_deadline(context, lookup)
     _note(info, answer)
     return answer
 
@@ -51,9 +56,28 @@ async def _one(
     identifier: str,
     index: int,
 ) -> ClusterAnswer | None:
-    answer = await _within_deadline(info.context, loader.load(identifier))
+    with _resolver_span(info, identifier, index):
+        answer = await _within_deadline(info.context, loader.load(identifier))
     _note(info, answer, index)
     return answer
+
+
+def _resolver_span(
+    info: Info[GatewayContext, None], identifier: str, index: int | None = None
+) -> AbstractContextManager[Any]:
+    tracer = info.context.tracer
+    if tracer is None:
+        return span(None, "")
+    path = [*info.path.as_list(), *(() if index is None else (index,))]
+    return span(
+        tracer,
+        f"Query.{info.field_name}",
+        attributes={
+            "graphql.field.name": info.field_name,
+            "graphql.field.path": ".".join(str(part) for part in path),
+            "aws.pcs.cluster_identifier": identifier,
+        },
+    )
 
 
 async def _within_deadline(

@@ -49,6 +49,11 @@ def enum_values(shape_name: str) -> tuple[str, ...]:
     return tuple(shapes()[shape_name]["enum"])
 
 
+def error_codes() -> frozenset[str]:
+    """The exceptions the model defines, by the code PCS sends for them."""
+    return frozenset(name for name, shape in shapes().items() if shape.get("exception"))
+
+
 def identifier_pattern() -> str:
     """The pattern the model sets for cluster identifiers."""
     pattern: str = shapes()["ClusterIdentifier"]["pattern"]

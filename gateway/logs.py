@@ -1,0 +1,264 @@
+"""Logging: one JSON object a line in production, readable lines in development.
+
+Every line written while a request runs carries that request's id. Text that is not the
+gateway's own (messages of other libraries, exception texts and stacks) passes through
+`redact` first, so a credential that slipped into one is masked; the SDK's and HTTP
+libraries' debug output (which prints signed headers) is never enabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import logging.config
+import re
+import time
+from typing import Any
+
+import orjson
+
+from gateway.config import Environment, Settings
+from gateway.requestrecord import current
+
+#: What logging records carry under this attribute is written as fields of the line.
+FIELDS = "fields"
+#: Libraries whose debug output holds request headers: INFO at most, whatever the level.
+_CHATTY = ("botocore", "aiobotocore", "aiohttp", "urllib3", "boto3", "aioboto3", "asyncio")
+
+_REDACTIONS = (
+    # Authorization: Bearer x / Basic x; X-API-Key: x; tokens and secrets as key=value.
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(
+        r"(?i)((?:authorization|proxy-authorization|x-api-key|api[_-]?key|x-amz-security-token|"
+        r"cookie|set-cookie|aws_secret_access_key|secret_access_key|aws_session_token|"
+        r"session_token|secret|password|passwd|token|signature|credential)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+"
+    ),
+    # user:password@ in URLs (Redis, proxies).
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@"),
+)
+
+
+def redact(text: str) -> str:
+    """The text with credentials masked."""
+    text = _REDACTIONS[0].sub(r"\1 [redacted]", text)
+    text = _REDACTIONS[1].sub(r"\1[redacted]", text)
+    return _REDACTIONS[2].sub(r"\1[redacted]@", text)
+
+
+def _request_id() -> str | None:
+    record = current()
+    return None if record is None else record.request_id
+
+
+class _Clock:
+    """UTC timestamps with milliseconds, the seconds part formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def stamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, then the record's fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _Clock()
+
+    def fields_line(
+        self, created: float, level: str, name: str, message: str, fields: dict[str, Any]
+    ) -> str:
+        """A line of the gateway's own fields: every value is built from checked parts."""
+        line = {
+            "time": self._clock.stamp(created),
+            "level": level.lower(),
+            "logger": name,
+            "message": message,
+            **fields,
+        }
+        return orjson.dumps(line, default=str).decode()
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] | None = getattr(record, FIELDS, None)
+        if fields is not None and not record.exc_info:
+            return self.fields_line(
+                record.created, record.levelname, record.name, record.getMessage(), fields
+            )
+        line: dict[str, Any] = {
+            "time": self._clock.stamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        request_id = _request_id()
+        if request_id is not None:
+            line["request_id"] = request_id
+        if record.exc_info:
+            line["exception"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            line["stack"] = redact(self.formatStack(record.stack_info))
+        return orjson.dumps(line, default=str).decode()
+
+
+class ConsoleFormatter(logging.Formatter):
+    """`time LEVEL logger: message key=value ...`, with the stack below when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _Clock()
+
+    def fields_line(
+        self, created: float, level: str, name: str, message: str, fields: dict[str, Any]
+    ) -> str:
+        """A line of the gateway's own fields: every value is built from checked parts."""
+        extra = " ".join(
+            f"{key}={_plain(value)}"
+            for key, value in fields.items()
+            if key not in ("method", "path", "status") and value not in (None, [], "")
+        )
+        return f"{self._stamp(created)} {level:<7} {name}: {message}  {extra}"
+
+    def _stamp(self, created: float) -> str:
+        return self._clock.stamp(created).replace("T", " ").rstrip("Z")
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] | None = getattr(record, FIELDS, None)
+        if fields is not None and not record.exc_info:
+            return self.fields_line(
+                record.created, record.levelname, record.name, record.getMessage(), fields
+            )
+        text = f"{self._stamp(record.created)} {record.levelname:<7} {record.name}: "
+        text += redact(record.getMessage())
+        request_id = _request_id()
+        if request_id is not None:
+            text = f"{text}  request_id={request_id}"
+        if record.exc_info:
+            text = f"{text}\n{redact(self.formatException(record.exc_info))}"
+        if record.stack_info:
+            text = f"{text}\n{redact(self.formatStack(record.stack_info))}"
+        return text
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The gateway's handler: writes records, and lines of fields without making a record.
+
+    Lines of fields written from an event loop are flushed once the loop's current round of
+    callbacks is done: under load one write to the stream carries many lines, and a quiet
+    gateway still writes each line at once.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._flush_pending = False
+
+    def write_fields(
+        self, created: float, level: int, name: str, message: str, fields: dict[str, Any]
+    ) -> None:
+        """Write one line of fields, as `emit` would write their record."""
+        formatter = self.formatter
+        if not isinstance(formatter, JsonFormatter | ConsoleFormatter):
+            return
+        text = formatter.fields_line(created, logging.getLevelName(level), name, message, fields)
+        try:
+            with self.lock:  # type: ignore[union-attr]
+                self.stream.write(text + self.terminator)
+        except (OSError, ValueError):  # a closed or broken stream never fails a request
+            return
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            with contextlib.suppress(OSError, ValueError):
+                self.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush_round)
+
+    def _flush_round(self) -> None:
+        self._flush_pending = False
+        with contextlib.suppress(OSError, ValueError):
+            self.flush()
+
+
+def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
+    """Log a line of fields; straight to the handlers when they are all the gateway's own.
+
+    A record costs several microseconds to make and pass through the logging machinery;
+    request lines are written for every request, answer-cache hits included.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    handlers: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            handlers = []
+            break
+        handlers.extend(current.handlers)
+        if not current.propagate:
+            break
+        current = current.parent
+    if not handlers or not all(
+        type(handler) is LineHandler and not handler.filters for handler in handlers
+    ):
+        logger.log(level, message, extra={FIELDS: fields})
+        return
+    created = time.time()
+    for handler in handlers:
+        if level >= handler.level:
+            handler.write_fields(created, level, logger.name, message, fields)  # type: ignore[attr-defined]
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def uses_json(settings: Settings) -> bool:
+    """JSON lines when asked for, or in production when the format is `auto`."""
+    if settings.log_format == "auto":
+        return settings.environment is Environment.PRODUCTION
+    return settings.log_format == "json"
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """A `logging.config.dictConfig` document (uvicorn applies it in every worker)."""
+    level = settings.log_level.upper()
+    formatter = JsonFormatter if uses_json(settings) else ConsoleFormatter
+    chatty_level = "INFO" if level == "DEBUG" else level
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"gateway": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "handlers": {
+            "stderr": {
+                "class": "gateway.logs.LineHandler",
+                "formatter": "gateway",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            # uvicorn's own lines go through the same handler and format.
+            "uvicorn": {"level": level, "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": level, "handlers": [], "propagate": True},
+            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+            **{name: {"level": chatty_level} for name in _CHATTY},
+        },
+    }
+
+
+def configure(settings: Settings) -> None:
+    """Apply the settings' logging to this process."""
+    logging.config.dictConfig(logging_config(settings))

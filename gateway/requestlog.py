@@ -1,0 +1,282 @@
+"""The request log: one structured line per HTTP request, under the request's id.
+
+A request's id is the caller's `X-Request-ID` when that is 1 to 128 characters of letters,
+digits and `._:-`, else a new random one; every response carries it back in `X-Request-ID`,
+answers of the answer cache included. While a request runs, the layers below note in its
+`RequestRecord` what they did (the operation, its outcome and error codes, each cluster
+cache lookup, the AWS request ids of PCS calls; see `gateway.requestrecord`); its line is
+written once the response has gone, and the GraphQL operation is counted in the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from opentelemetry.trace import Span, SpanKind, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.answers import NOTE_KEY
+from gateway.logs import log_fields
+from gateway.metrics import UNKNOWN, Metrics
+from gateway.requestrecord import RequestRecord, recording
+from gateway.tracing import Tracing, incoming_context, span
+
+log = logging.getLogger("gateway.requests")
+
+REQUEST_ID_HEADER = b"x-request-id"
+#: Where a request's id is kept in `scope["state"]`, as bytes.
+REQUEST_ID_KEY = "request_id"
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+#: Probes and scrapes: logged at DEBUG, so they do not drown the requests of clients.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+GRAPHQL_PATH = "/graphql"
+_MAX_LOGGED_PATH = 200
+
+
+def request_id_of(scope: Scope) -> bytes:
+    """The request's id (the caller's if sane, else new), remembered in `scope["state"]`."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    found: bytes | None = state.get(REQUEST_ID_KEY)
+    if found is not None:
+        return found
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            if _SANE_REQUEST_ID.fullmatch(value):
+                found = value
+            break
+    if found is None:
+        found = os.urandom(16).hex().encode()
+    state[REQUEST_ID_KEY] = found
+    return found
+
+
+class RequestLogMiddleware:
+    """Gives each request its id, its span when tracing is on, its log line and counts."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, tracing: Tracing | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.tracer = None if tracing is None else tracing.tracer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_of(scope)
+        record = RequestRecord(request_id.decode())
+        token = recording(record)
+        status = 500
+        response_started = False
+        trace_id: str | None = None
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", ())
+                    if name != REQUEST_ID_HEADER
+                ]
+                headers.append((REQUEST_ID_HEADER, request_id))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        route = _route(scope["path"])
+        request_span = self._span(scope, route, record)
+        try:
+            with request_span as current_span:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception:
+                    if not response_started:
+                        # The id goes back on this answer too; the server's error layer
+                        # outside logs the cause with its stack.
+                        await send_with_id(_SERVER_ERROR_START)
+                        await send_with_id(_SERVER_ERROR_BODY)
+                    raise
+                finally:
+                    if current_span is not None:
+                        _describe_span(current_span, record, status)
+                        trace_id = f"{current_span.get_span_context().trace_id:032x}"
+        finally:
+            token.var.reset(token)
+            self._finish(scope, record, route, status, time.perf_counter() - started, trace_id)
+
+    def _span(
+        self, scope: Scope, route: str, record: RequestRecord
+    ) -> AbstractContextManager[Span | None]:
+        if self.tracer is None:
+            return span(None, "")
+        return span(
+            self.tracer,
+            f"{scope['method']} {route}",
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": scope["method"],
+                "http.route": route,
+                "url.path": _loggable(scope["path"]),
+                "pcsgw.request_id": record.request_id,
+            },
+            context=incoming_context(scope["headers"]),
+        )
+
+    def _finish(
+        self,
+        scope: Scope,
+        record: RequestRecord,
+        route: str,
+        status: int,
+        seconds: float,
+        trace_id: str | None,
+    ) -> None:
+        if record.outcome is None and route == GRAPHQL_PATH and status >= 400:
+            # Refused before any GraphQL ran: body too large, not JSON, no query, denied.
+            record.outcome = "refused"
+        if record.outcome is not None:
+            refused = record.outcome == "refused"
+            if refused and record.operation is None and record.operation_type is None:
+                label = UNKNOWN  # refused before its document could be read
+            else:
+                # Only names of operations that ran join the label values.
+                label = self.metrics.operation_label(record.operation, admit=not refused)
+            self.metrics.graphql_operations.labels(label, record.outcome).inc()
+            if record.outcome == "success":
+                # Kept with a stored answer, so its hits are counted under the same name.
+                scope["state"][NOTE_KEY] = record.operation
+        path = scope["path"]
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        if not log.isEnabledFor(level):
+            return
+        fields: dict[str, Any] = {
+            "request_id": record.request_id,
+            "method": scope["method"],
+            "path": _loggable(path),
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+        if record.outcome is not None:
+            fields["operation"] = record.operation
+            fields["operation_type"] = record.operation_type
+            fields["outcome"] = record.outcome
+            fields["cache"] = record.cache_outcome()
+            fields["errors"] = record.error_codes
+            fields["aws_request_ids"] = record.aws_request_ids
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
+        log_fields(log, level, f"{scope['method']} {fields['path']} {status}", fields)
+
+
+def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, int, float], None]:
+    """Logs and counts an answer of the answer cache as the middleware does any other request."""
+    tracer = None if tracing is None else tracing.tracer
+    counters: dict[str, Any] = {}  # by label: as bounded as the labels
+
+    def observe(scope: Scope, status: int, seconds: float) -> None:
+        request_id = request_id_of(scope).decode()
+        operation: str | None = scope["state"].get(NOTE_KEY)
+        label = metrics.operation_label(operation)
+        counter = counters.get(label)
+        if counter is None:
+            counter = counters[label] = metrics.graphql_operations.labels(label, "success")
+        counter.inc()
+        trace_id = None
+        if tracer is not None:
+            trace_id = _hit_span(tracer, scope, status, seconds, request_id, operation)
+        if log.isEnabledFor(logging.INFO):
+            fields: dict[str, Any] = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": GRAPHQL_PATH,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "operation": operation,
+                "operation_type": "query",
+                "outcome": "success",
+                "cache": "answer",
+                "errors": [],
+                "aws_request_ids": [],
+            }
+            if trace_id is not None:
+                fields["trace_id"] = trace_id
+            log_fields(log, logging.INFO, f"{scope['method']} {GRAPHQL_PATH} {status}", fields)
+
+    return observe
+
+
+def _hit_span(
+    tracer: Any,
+    scope: Scope,
+    status: int,
+    seconds: float,
+    request_id: str,
+    operation: str | None,
+) -> str:
+    """The span of an answer that has gone already, drawn over the time it took; its trace id."""
+    end = time.time_ns()
+    request_span = tracer.start_span(
+        f"{scope['method']} {GRAPHQL_PATH}",
+        context=incoming_context(scope["headers"]),
+        kind=SpanKind.SERVER,
+        start_time=end - int(seconds * 1e9),
+        attributes={
+            "http.request.method": scope["method"],
+            "http.route": GRAPHQL_PATH,
+            "url.path": GRAPHQL_PATH,
+            "http.response.status_code": status,
+            "pcsgw.request_id": request_id,
+            "pcsgw.cache": "answer",
+            "graphql.operation.type": "query",
+        },
+    )
+    if operation is not None:
+        request_span.set_attribute("graphql.operation.name", operation)
+    request_span.end(end_time=end)
+    return f"{request_span.get_span_context().trace_id:032x}"
+
+
+def _describe_span(current_span: Any, record: RequestRecord, status: int) -> None:
+    current_span.set_attribute("http.response.status_code", status)
+    if record.operation is not None:
+        current_span.set_attribute("graphql.operation.name", record.operation)
+    if record.operation_type is not None:
+        current_span.set_attribute("graphql.operation.type", record.operation_type)
+    if record.outcome is not None:
+        current_span.set_attribute("pcsgw.outcome", record.outcome)
+    cache = record.cache_outcome()
+    if cache is not None:
+        current_span.set_attribute("pcsgw.cache", cache)
+    if record.aws_request_ids:
+        current_span.set_attribute("aws.request_ids", record.aws_request_ids)
+    if status >= 500:
+        current_span.set_status(StatusCode.ERROR)
+
+
+def _loggable(path: str) -> str:
+    """The path cut short, control characters escaped: a path never forges a log line."""
+    path = path[:_MAX_LOGGED_PATH]
+    return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
+
+
+def _route(path: str) -> str:
+    if path == GRAPHQL_PATH or path in QUIET_PATHS:
+        return path
+    if path.startswith("/graphql/assets/"):
+        return "/graphql/assets"
+    return "other"
+
+
+_SERVER_ERROR_START: Message = {
+    "type": "http.response.start",
+    "status": 500,
+    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")],
+}
+_SERVER_ERROR_BODY: Message = {"type": "http.response.body", "body": b"Internal Server Error"}

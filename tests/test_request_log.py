@@ -1,0 +1,279 @@
+"""The request log: one line per request, carrying the request id its response carries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.config import Settings
+from gateway.logs import (
+    ConsoleFormatter,
+    JsonFormatter,
+    LineHandler,
+    log_fields,
+    logging_config,
+    redact,
+    uses_json,
+)
+from tests.conftest import Gateway, GatewayFactory
+from tests.servers import Emulator
+
+QUERY = "query ClusterName($i: String!) { cluster(identifier: $i) { name } }"
+
+
+def request_lines(caplog: pytest.LogCaptureFixture, request_id: str) -> list[dict[str, Any]]:
+    """The JSON request lines logged under this request id (the line follows the response)."""
+    formatter = JsonFormatter()
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [
+            json.loads(formatter.format(record))
+            for record in caplog.records
+            if record.name == "gateway.requests"
+        ]
+        found = [line for line in lines if line["request_id"] == request_id]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def test_the_log_line_carries_the_response_request_id_and_the_aws_request_id(
+    gateway: Gateway, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    response = gateway.http.post(
+        "/graphql",
+        json={"query": QUERY, "variables": {"i": "demo-active"}},
+        headers={"x-request-id": "portal-bug-4711"},
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "portal-bug-4711"
+    aws_request_id = emulator.http.get("/_emulator/calls").json()["log"][-1]["requestId"]
+    [line] = request_lines(caplog, "portal-bug-4711")
+    assert line["aws_request_ids"] == [aws_request_id]
+    assert line["level"] == "info"
+    assert line["logger"] == "gateway.requests"
+    assert line["message"] == "POST /graphql 200"
+    assert line["operation"] == "ClusterName"
+    assert line["operation_type"] == "query"
+    assert (line["status"], line["outcome"], line["cache"], line["errors"]) == (
+        200,
+        "success",
+        "miss",
+        [],
+    )
+    assert line["duration_ms"] > 0
+    assert "trace_id" not in line  # tracing is off
+
+
+def test_a_failed_call_logs_its_code_and_the_request_id_pcs_gave(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    response = gateway.http.post(
+        "/graphql",
+        json={"query": '{ a: cluster(identifier: "error-not-found") { name } }'},
+    )
+    error = response.json()["errors"][0]["extensions"]
+    [line] = request_lines(caplog, response.headers["x-request-id"])
+    assert line["operation"] is None
+    assert (line["outcome"], line["errors"], line["cache"]) == ("partial", ["NOT_FOUND"], "miss")
+    assert line["aws_request_ids"] == [error["requestId"]]
+
+
+def test_answers_of_the_answer_cache_carry_their_own_request_id_and_line(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    body = {"query": QUERY, "variables": {"i": "demo-full"}}
+    first = gateway.http.post("/graphql", json=body)
+    second = gateway.http.post("/graphql", json=body, headers={"x-request-id": "repeat-1"})
+    third = gateway.http.post("/graphql", json=body)
+    assert gateway.app.stats.hits == 2
+    assert second.headers["x-request-id"] == "repeat-1"
+    ids = {r.headers["x-request-id"] for r in (first, second, third)}
+    assert len(ids) == 3
+    [line] = request_lines(caplog, "repeat-1")
+    assert (line["cache"], line["operation"], line["outcome"], line["aws_request_ids"]) == (
+        "answer",
+        "ClusterName",
+        "success",
+        [],
+    )
+    assert request_lines(caplog, third.headers["x-request-id"])[0]["cache"] == "answer"
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["", "has space", "x" * 129, "semi;colon", 'quote"', "\u00e9t\u00e9"],
+)
+def test_an_unfit_request_id_is_replaced_by_a_new_one(gateway: Gateway, sent: str) -> None:
+    response = gateway.http.post(
+        "/graphql",
+        json={"query": "{ __typename }"},
+        headers={"x-request-id": sent.encode("utf-8")},  # type: ignore[dict-item]
+    )
+    returned = response.headers["x-request-id"]
+    assert returned != sent
+    assert len(returned) == 32 and int(returned, 16) >= 0
+
+
+def test_every_response_carries_a_request_id(gateway: Gateway) -> None:
+    for response in (
+        gateway.http.get("/healthz"),
+        gateway.http.get("/metrics"),
+        gateway.http.get("/no/such/path"),
+        gateway.http.post("/graphql", content=b"{", headers={"content-type": "application/json"}),
+        gateway.http.post("/graphql", content=b"x" * 100_000),
+    ):
+        assert len(response.headers["x-request-id"]) == 32, response.status_code
+    longest = "a.b:c-d_" * 16
+    assert (
+        gateway.http.get("/healthz", headers={"x-request-id": longest}).headers["x-request-id"]
+        == longest
+    )
+
+
+def test_a_path_never_forges_a_log_line(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    response = gateway.http.get(
+        "/x%0A2026-01-01%20INFO%20forged", headers={"x-request-id": "forge-1"}
+    )
+    assert response.status_code == 404
+    request_lines(caplog, "forge-1")
+    [record] = [
+        r for r in caplog.records if getattr(r, "fields", {}).get("request_id") == "forge-1"
+    ]
+    text = ConsoleFormatter().format(record)
+    assert "\n" not in text
+    assert "GET /x\\n2026-01-01 INFO forged 404" in text
+
+
+def test_the_console_format_is_one_readable_line(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    gateway.http.post(
+        "/graphql",
+        json={"query": QUERY, "variables": {"i": "demo-minimal"}},
+        headers={"x-request-id": "console-1"},
+    )
+    request_lines(caplog, "console-1")
+    [record] = [
+        r for r in caplog.records if getattr(r, "fields", {}).get("request_id") == "console-1"
+    ]
+    text = ConsoleFormatter().format(record)
+    assert "\n" not in text
+    assert " INFO    gateway.requests: POST /graphql 200  request_id=console-1 " in text
+    assert "operation=ClusterName" in text and "outcome=success cache=miss" in text
+
+
+def test_json_in_production_and_console_in_development_unless_set() -> None:
+    production = {"environment": "production", "api_keys": "k-0123456789abcdef"}
+    assert uses_json(Settings(**production))
+    assert not uses_json(Settings())
+    assert uses_json(Settings(log_format="json"))
+    assert not uses_json(Settings(**production, log_format="console"))
+    config = logging_config(Settings(log_level="debug"))
+    assert config["root"]["level"] == "DEBUG"
+    # The SDK's debug output prints signed request headers: never below INFO.
+    assert config["loggers"]["botocore"]["level"] == "INFO"
+
+
+def test_credentials_are_masked_in_text_that_is_not_the_gateways_own() -> None:
+    text = redact(
+        "headers {'Authorization': 'Bearer eyJhbGciOi.secret-part', 'X-API-Key': 'k-123456'} "
+        "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/2026, Signature=0123abcd "
+        "redis://user:hunter2@cache:6379/0 aws_secret_access_key=wJalrXUtnFEMI token=abc.def"
+    )
+    for secret in (
+        "eyJhbGciOi",
+        "secret-part",
+        "k-123456",
+        "AKIDEXAMPLE",
+        "0123abcd",
+        "hunter2",
+        "wJalrXUtnFEMI",
+        "abc.def",
+    ):
+        assert secret not in text, text
+    assert "redis://user:[redacted]@cache:6379/0" in text
+
+
+def test_a_stale_answer_logs_the_failed_call_and_a_coalesced_wait_the_call_it_waited_for(
+    start_gateway: GatewayFactory, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    gateway = start_gateway(pcs_max_attempts=1, cache_ttl_settled_seconds=0.2)
+    # Long enough that the second request arrives while the first one's call is under way.
+    emulator.faults({"global": {"latencySeconds": 1.5}})
+
+    def ask(name: str) -> httpx.Response:
+        query = f'query {name} {{ cluster(identifier: "demo-active") {{ name }} }}'
+        return gateway.http.post("/graphql", json={"query": query}, headers={"x-request-id": name})
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(ask, ["First", "Second"]))
+    assert [a.json()["data"]["cluster"]["name"] for a in answers] == ["demo-active"] * 2
+    assert emulator.calls() == 1
+    [call] = emulator.http.get("/_emulator/calls").json()["log"]
+    lines = {name: request_lines(caplog, name)[0] for name in ("First", "Second")}
+    assert sorted(line["cache"] for line in lines.values()) == ["coalesced", "miss"]
+    assert all(line["aws_request_ids"] == [call["requestId"]] for line in lines.values())
+
+    emulator.faults({"clusters": {"demo-active": {"error": "ThrottlingException"}}})
+    time.sleep(0.3)  # past the freshness of the cluster and of the stored answer
+    stale = ask("Third")
+    assert stale.json()["extensions"]["stale"][0]["path"] == ["cluster"]
+    throttled = emulator.http.get("/_emulator/calls").json()["log"][-1]
+    assert throttled["status"] == 400
+    [line] = request_lines(caplog, "Third")
+    assert (line["cache"], line["outcome"], line["errors"]) == ("stale", "success", [])
+    assert line["aws_request_ids"] == [throttled["requestId"]]
+
+
+class RecordingStream:
+    """A stream that keeps what was written and what had been flushed."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.flushed = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        self.flushed = self.text
+
+
+def test_lines_are_flushed_once_per_event_loop_round_and_at_once_outside_a_loop() -> None:
+    stream = RecordingStream()
+    handler = LineHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("pcsgw-test-lines")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    async def burst() -> None:
+        for index in range(3):
+            log_fields(logger, logging.INFO, "line", {"request_id": f"r{index}"})
+        assert stream.flushed == ""  # written, not yet flushed within the round
+        await asyncio.sleep(0)
+        assert stream.flushed.count("\n") == 3
+
+    asyncio.run(burst())
+    log_fields(logger, logging.INFO, "line", {"request_id": "outside"})
+    assert stream.flushed == stream.text
+    lines = [json.loads(line) for line in stream.text.splitlines()]
+    assert [line["request_id"] for line in lines] == ["r0", "r1", "r2", "outside"]
+    assert lines[0]["logger"] == "pcsgw-test-lines" and lines[0]["message"] == "line"
+    log_fields(logger, logging.DEBUG, "below the level", {"request_id": "quiet"})
+    assert "quiet" not in stream.text
