@@ -8,8 +8,11 @@ Installs what it needs (wrk from Debian's packages when run as root; the Node pe
 `npm ci` in bench/peers at the versions its package-lock.json pins), then starts, each
 pinned to CPU 0 with taskset:
 
-    gateway      the gateway (uvicorn, uvloop, httptools, no access log), answer cache on
-    production   the same with production settings (see PRODUCTION_ENV), called with a key
+    gateway      the gateway (uvicorn, uvloop, httptools), answer cache on, no line per
+                 request (as the Node peers run: Fastify's logger off)
+    gateway-lines  the same writing its line per request (console format, as development)
+    production   the same with production settings (see PRODUCTION_ENV: API key, JSON line
+                 per request, per-caller rate limit), called with a key
     strawberry   the same gateway with its answer cache off: Strawberry with its parser and
                  validation caches behind Starlette, as every miss runs
     ceiling      a raw ASGI callable on uvicorn returning the same bytes
@@ -82,11 +85,19 @@ API_KEY = "bench-key-0123456789abcdef"
 #: metrics are always on; the key is sent in X-API-Key by every request of the scenario.
 PRODUCTION_ENV = {
     "PCS_GATEWAY_ENVIRONMENT": "production",
+    "PCS_GATEWAY_RATE_LIMIT": "600/minute",
+    "PCS_GATEWAY_LOG_LEVEL": "info",
     # The full query reads the secret references: the key holds the scope that shows them.
     "PCS_GATEWAY_API_KEYS": f"{API_KEY}:pcs-gateway:secrets",
 }
-#: Every gateway process: an hour of freshness, so the data stays what the peers hold.
+#: Every gateway process: an hour of freshness, so the data stays what the peers hold, and
+#: no per-caller rate limit (production turns it back on).
 GATEWAY_ENV = {
+    # The peers have no per-caller budget; every request of the load is one caller.
+    "PCS_GATEWAY_RATE_LIMIT": "off",
+    # The peers log nothing per request (Fastify's logger off); `gateway-lines` and
+    # `production` write their line per request.
+    "PCS_GATEWAY_LOG_LEVEL": "warning",
     "PCS_GATEWAY_CACHE_TTL_SETTLED_SECONDS": "3600",
     "PCS_GATEWAY_CACHE_MAX_STALE_SECONDS": "0",
 }
@@ -153,7 +164,11 @@ class Scenario:
 
 
 SCENARIOS = {
-    "full": Scenario("full", FULL_QUERY),
+    "full": Scenario(
+        "full",
+        FULL_QUERY,
+        servers=("gateway", "gateway-lines", "strawberry", "ceiling", "apollo", "mercurius"),
+    ),
     "status": Scenario("status", STATUS_QUERY),
     "full-get": Scenario(
         "full-get",
@@ -353,13 +368,23 @@ def main() -> int:
             {**gateway_env, "PCS_GATEWAY_ANSWER_CACHE_MAX_ENTRIES": "0"},
         ),
         "production": Server("production", uvicorn("gateway"), {**gateway_env, **PRODUCTION_ENV}),
+        "gateway-lines": Server(
+            "gateway-lines", uvicorn("gateway"), {**gateway_env, "PCS_GATEWAY_LOG_LEVEL": "info"}
+        ),
         "gateway-2w": Server("gateway-2w", uvicorn("gateway", "--workers", "2"), gateway_env),
         "gateway-4w": Server("gateway-4w", uvicorn("gateway", "--workers", "4"), gateway_env),
     }
     needed = {name for scenario in scenarios for name in scenario.servers}
     running: list[Server] = []
     try:
-        for name in ("gateway", "strawberry", "production", "gateway-2w", "gateway-4w"):
+        for name in (
+            "gateway",
+            "gateway-lines",
+            "strawberry",
+            "production",
+            "gateway-2w",
+            "gateway-4w",
+        ):
             if name in needed or name == "gateway":
                 start(servers[name])
                 running.append(servers[name])

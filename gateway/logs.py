@@ -151,14 +151,20 @@ class ConsoleFormatter(logging.Formatter):
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The gateway's handler: writes records, and lines of fields without making a record.
 
-    Lines of fields written from an event loop are flushed once the loop's current round of
-    callbacks is done: under load one write to the stream carries many lines, and a quiet
-    gateway still writes each line at once.
+    Lines of fields written from an event loop are held until the loop's current round of
+    callbacks is done, then written at once: under load one write to the stream carries
+    many lines (stderr would make each line a system call), and a quiet gateway still
+    writes each line at once. A record written meanwhile goes after the lines held.
     """
+
+    #: Bytes of held lines past which they are written without waiting for the round.
+    MAX_HELD_BYTES = 64 * 1024
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
         self._flush_pending = False
+        self._held: list[bytes] = []
+        self._held_bytes = 0
 
     def write_fields(
         self, created: float, level: int, name: str, message: str, fields: dict[str, Any]
@@ -168,26 +174,54 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if not isinstance(formatter, JsonFormatter | ConsoleFormatter):
             return
         text = formatter.fields_line(created, logging.getLevelName(level), name, message, fields)
-        try:
-            with self.lock:  # type: ignore[union-attr]
-                self.stream.write(text + self.terminator)
-        except (OSError, ValueError):  # a closed or broken stream never fails a request
-            return
+        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+        line = (text + self.terminator).encode(encoding, "backslashreplace")
+        with self.lock:  # type: ignore[union-attr]
+            self._held.append(line)
+            self._held_bytes += len(line)
+            if self._held_bytes >= self.MAX_HELD_BYTES:
+                self._write_held()
         if self._flush_pending:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            with contextlib.suppress(OSError, ValueError):
-                self.flush()
+            self.flush()
             return
         self._flush_pending = True
         loop.call_soon(self._flush_round)
 
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_held()
+        super().emit(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_held()
+        with contextlib.suppress(OSError, ValueError):
+            super().flush()
+
+    def _write_held(self) -> None:
+        if not self._held:
+            return
+        data = b"".join(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+        stream = self.stream
+        buffer = getattr(stream, "buffer", None)
+        # A closed or broken stream never fails a request: the lines are dropped.
+        with contextlib.suppress(OSError, ValueError):
+            if buffer is not None:
+                stream.flush()  # text written before, then these lines
+                buffer.write(data)
+            else:
+                encoding = getattr(stream, "encoding", None) or "utf-8"
+                stream.write(data.decode(encoding, "backslashreplace"))
+
     def _flush_round(self) -> None:
         self._flush_pending = False
-        with contextlib.suppress(OSError, ValueError):
-            self.flush()
+        self.flush()
 
 
 def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
