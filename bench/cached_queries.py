@@ -205,6 +205,7 @@ SCENARIOS = {
         FULL_QUERY,
         servers=("gateway", "strawberry", "apollo", "mercurius"),
         unique_every=20,
+        unique="variables",
     ),
     "production": Scenario(
         "production",

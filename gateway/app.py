@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import itertools
 import logging
 import time
@@ -347,6 +348,10 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                     headers=settings.graphiql_default_headers,
                 )
                 log.info(state.graphiql.describe())
+            # What start-up made lives as long as the process: out of the collector's way,
+            # so a full collection walks only what requests made since (p99 under load).
+            gc.collect()
+            gc.freeze()
             state.ready = True
             log.info(
                 "gateway ready: PCS at %s, cache %s%s",
