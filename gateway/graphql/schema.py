@@ -80,6 +80,10 @@ class GatewaySchema(strawberry.Schema):
         log_errors(errors)
 
 
+#: Parsed and validated documents kept per process.
+DOCUMENT_CACHE_SIZE = 128
+
+
 def build_schema(
     extensions: list[Callable[[], SchemaExtension]] | None = None,
     settings: Settings | None = None,
@@ -89,10 +93,12 @@ def build_schema(
     With `settings`, the operation limits and the introspection switch they set apply.
     """
     # Factories, made per operation; the parse and validation caches are shared by maxsize.
+    # Frontends send a few documents; a parsed one is a thousand objects or so, and a
+    # larger cache mostly lengthens the garbage collector's full passes under load.
     chain: list[Callable[[], SchemaExtension]] = [
         *(limit_extensions(settings) if settings is not None else []),
-        lambda: ParserCache(maxsize=1000),
-        lambda: ValidationCache(maxsize=1000),
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         *(extensions or []),
         StaleReport,
         ErrorContract,
