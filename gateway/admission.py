@@ -8,8 +8,9 @@ WebSocket origins are checked by Strawberry's view against the same allowlist as
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.refusals import send_refusal
 
 #: Media types a POST body to /graphql may have.
 BODY_TYPES = frozenset({b"application/json"})
@@ -26,21 +27,21 @@ class AdmissionMiddleware:
         if scope["type"] == "http" and scope["path"] == self.path:
             method = scope["method"]
             if method not in ("GET", "HEAD", "POST"):
-                await _refuse(
+                await send_refusal(
                     send,
                     405,
                     "METHOD_NOT_ALLOWED",
                     "GraphQL is served over GET and POST.",
-                    [(b"allow", b"GET, POST")],
+                    headers=[(b"allow", b"GET, POST")],
                 )
                 return
             if method == "POST" and _media_type(scope) not in BODY_TYPES:
-                await _refuse(
+                await send_refusal(
                     send,
                     415,
                     "UNSUPPORTED_MEDIA_TYPE",
                     "POST bodies must be application/json.",
-                    [(b"accept-post", b"application/json")],
+                    headers=[(b"accept-post", b"application/json")],
                 )
                 return
         await self.app(scope, receive, send)
@@ -52,21 +53,3 @@ def _media_type(scope: Scope) -> bytes:
             media_type: bytes = value.split(b";", 1)[0].strip().lower()
             return media_type
     return b""
-
-
-async def _refuse(
-    send: Send, status: int, code: str, message: str, extra: list[tuple[bytes, bytes]]
-) -> None:
-    body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.answers import CALLER_KEY
 from gateway.config import Environment, Settings
+from gateway.refusals import send_refusal
 
 log = logging.getLogger(__name__)
 
@@ -337,17 +338,10 @@ class AuthenticationMiddleware:
             # Closing before accepting makes the server answer the handshake with 403.
             await send({"type": "websocket.close", "code": 1008})
             return
-        error = {"message": message, "extensions": {"code": "UNAUTHENTICATED"}}
-        body = orjson.dumps({"errors": [error]})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", b"%d" % len(body)),
-                    (b"www-authenticate", self.authenticator.challenge()),
-                ],
-            }
+        await send_refusal(
+            send,
+            401,
+            "UNAUTHENTICATED",
+            message,
+            headers=[(b"www-authenticate", self.authenticator.challenge())],
         )
-        await send({"type": "http.response.body", "body": body})

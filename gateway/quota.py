@@ -14,9 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
 
-import orjson
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -24,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.answers import CALLER_KEY
 from gateway.config import Settings
+from gateway.refusals import send_refusal
 
 log = logging.getLogger(__name__)
 
@@ -120,20 +119,11 @@ class CallerQuota:
 
 
 async def _refuse(send: Send, retry_after: int) -> None:
-    error: dict[str, Any] = {
-        "message": "Too many requests from this caller; retry later.",
-        "extensions": {"code": "THROTTLED", "retryAfterSeconds": retry_after},
-    }
-    body = orjson.dumps({"errors": [error]})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-                (b"retry-after", b"%d" % retry_after),
-            ],
-        }
+    await send_refusal(
+        send,
+        429,
+        "THROTTLED",
+        "Too many requests from this caller; retry later.",
+        headers=[(b"retry-after", b"%d" % retry_after)],
+        retryAfterSeconds=retry_after,
     )
-    await send({"type": "http.response.body", "body": body})
