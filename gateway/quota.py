@@ -18,6 +18,7 @@ import time
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import BlockingConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.answers import CALLER_KEY
@@ -54,12 +55,20 @@ def make_storage(settings: Settings) -> Storage:
     """Redis when the cache is Redis (shared by the replicas), else this process's memory."""
     url = settings.cache_url
     if url.startswith(("redis://", "rediss://")):
+        # A bounded pool whose callers wait for a free connection, as the cache's own does:
+        # the library's default pool refuses the 101st concurrent request outright.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=settings.cache_max_connections,
+            timeout=settings.cache_timeout_seconds,
+            socket_timeout=settings.cache_timeout_seconds,
+            socket_connect_timeout=settings.cache_timeout_seconds,
+        )
         return RedisStorage(
             f"async+{url}",
             implementation="redispy",
             key_prefix=KEY_PREFIX,
-            socket_timeout=settings.cache_timeout_seconds,
-            socket_connect_timeout=settings.cache_timeout_seconds,
+            connection_pool=pool,  # type: ignore[arg-type]  # passed on to redis.asyncio.Redis
         )
     return MemoryStorage()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -336,3 +337,33 @@ def test_replicas_share_one_budget_in_redis(start_gateway: GatewayFactory, redis
     assert send(second, op(2), **{"x-api-key": KEY_A}).status_code == 200
     assert_throttled(send(second, op(3), **{"x-api-key": KEY_A}))
     assert_throttled(send(first, op(4), **{"x-api-key": KEY_A}))
+
+
+def test_a_burst_beyond_the_redis_pool_still_keeps_the_budget(
+    start_gateway: GatewayFactory, redis_url: str
+) -> None:
+    # More requests at once than the pool has connections: they wait for one, and the
+    # budget still holds (a storage failure would let every request pass).
+    gateway = start_gateway(
+        rate_limit="150/minute",
+        api_keys=KEY_A,
+        cache_url=redis_url,
+        cache_max_connections=10,
+        cache_timeout_seconds=2,
+        answer_cache_max_entries=0,
+    )
+
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=gateway.url, limits=limits, timeout=60) as client:
+            answers = await asyncio.gather(
+                *(
+                    client.post("/graphql", json={"query": STATUS}, headers={"x-api-key": KEY_A})
+                    for _ in range(200)
+                )
+            )
+        return [answer.status_code for answer in answers]
+
+    statuses = asyncio.run(burst())
+    assert statuses.count(200) == 150
+    assert statuses.count(429) == 50
