@@ -67,8 +67,8 @@ class _Clock:
         return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message, then the record's fields."""
+class LineFormatter(logging.Formatter):
+    """A line a record: the gateway's own lines of fields, or any other record."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -78,6 +78,27 @@ class JsonFormatter(logging.Formatter):
         self, created: float, level: str, name: str, message: str, fields: dict[str, Any]
     ) -> str:
         """A line of the gateway's own fields: every value is built from checked parts."""
+        raise NotImplementedError
+
+    def record_line(self, record: logging.LogRecord) -> str:
+        """A line of any other record, its text redacted."""
+        raise NotImplementedError
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] | None = getattr(record, FIELDS, None)
+        if fields is not None and not record.exc_info:
+            return self.fields_line(
+                record.created, record.levelname, record.name, record.getMessage(), fields
+            )
+        return self.record_line(record)
+
+
+class JsonFormatter(LineFormatter):
+    """One JSON object a line: time, level, logger, message, then the record's fields."""
+
+    def fields_line(
+        self, created: float, level: str, name: str, message: str, fields: dict[str, Any]
+    ) -> str:
         line = {
             "time": self._clock.stamp(created),
             "level": level.lower(),
@@ -87,12 +108,7 @@ class JsonFormatter(logging.Formatter):
         }
         return orjson.dumps(line, default=str).decode()
 
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] | None = getattr(record, FIELDS, None)
-        if fields is not None and not record.exc_info:
-            return self.fields_line(
-                record.created, record.levelname, record.name, record.getMessage(), fields
-            )
+    def record_line(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": self._clock.stamp(record.created),
             "level": record.levelname.lower(),
@@ -109,17 +125,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-class ConsoleFormatter(logging.Formatter):
+class ConsoleFormatter(LineFormatter):
     """`time LEVEL logger: message key=value ...`, with the stack below when there is one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._clock = _Clock()
 
     def fields_line(
         self, created: float, level: str, name: str, message: str, fields: dict[str, Any]
     ) -> str:
-        """A line of the gateway's own fields: every value is built from checked parts."""
         extra = " ".join(
             f"{key}={_plain(value)}"
             for key, value in fields.items()
@@ -130,12 +141,7 @@ class ConsoleFormatter(logging.Formatter):
     def _stamp(self, created: float) -> str:
         return self._clock.stamp(created).replace("T", " ").rstrip("Z")
 
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] | None = getattr(record, FIELDS, None)
-        if fields is not None and not record.exc_info:
-            return self.fields_line(
-                record.created, record.levelname, record.name, record.getMessage(), fields
-            )
+    def record_line(self, record: logging.LogRecord) -> str:
         text = f"{self._stamp(record.created)} {record.levelname:<7} {record.name}: "
         text += redact(record.getMessage())
         request_id = _request_id()
@@ -171,7 +177,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     ) -> None:
         """Write one line of fields, as `emit` would write their record."""
         formatter = self.formatter
-        if not isinstance(formatter, JsonFormatter | ConsoleFormatter):
+        if not isinstance(formatter, LineFormatter):
             return
         text = formatter.fields_line(created, logging.getLevelName(level), name, message, fields)
         encoding = getattr(self.stream, "encoding", None) or "utf-8"

@@ -36,6 +36,8 @@ _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 #: Probes and scrapes: logged at DEBUG, so they do not drown the requests of clients.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 GRAPHQL_PATH = "/graphql"
+#: The cache outcome of an answer the answer cache sent.
+ANSWER_CACHE = "answer"
 _MAX_LOGGED_PATH = 200
 
 
@@ -152,27 +154,40 @@ class RequestLogMiddleware:
             if record.outcome == "success":
                 # Kept with a stored answer, so its hits are counted under the same name.
                 scope["state"][NOTE_KEY] = record.operation
-        path = scope["path"]
-        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
-        if not log.isEnabledFor(level):
-            return
-        fields: dict[str, Any] = {
-            "request_id": record.request_id,
-            "method": scope["method"],
-            "path": _loggable(path),
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-        }
-        if record.outcome is not None:
-            fields["operation"] = record.operation
-            fields["operation_type"] = record.operation_type
-            fields["outcome"] = record.outcome
-            fields["cache"] = record.cache_outcome()
-            fields["errors"] = record.error_codes
-            fields["aws_request_ids"] = record.aws_request_ids
-        if trace_id is not None:
-            fields["trace_id"] = trace_id
-        log_fields(log, level, f"{scope['method']} {fields['path']} {status}", fields)
+        level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
+        path = _loggable(scope["path"])
+        _log_line(level, scope["method"], path, status, seconds, record, trace_id)
+
+
+def _log_line(
+    level: int,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    record: RequestRecord,
+    trace_id: str | None,
+) -> None:
+    """The request's one line: the HTTP facts, then what its GraphQL operation did."""
+    if not log.isEnabledFor(level):
+        return
+    fields: dict[str, Any] = {
+        "request_id": record.request_id,
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+    }
+    if record.outcome is not None:
+        fields["operation"] = record.operation
+        fields["operation_type"] = record.operation_type
+        fields["outcome"] = record.outcome
+        fields["cache"] = record.cache_outcome()
+        fields["errors"] = record.error_codes
+        fields["aws_request_ids"] = record.aws_request_ids
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
+    log_fields(log, level, f"{method} {path} {status}", fields)
 
 
 def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, int, float], None]:
@@ -192,22 +207,11 @@ def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, 
         if tracer is not None:
             trace_id = _hit_span(tracer, scope, status, seconds, request_id, operation)
         if log.isEnabledFor(logging.INFO):
-            fields: dict[str, Any] = {
-                "request_id": request_id,
-                "method": scope["method"],
-                "path": GRAPHQL_PATH,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "operation": operation,
-                "operation_type": "query",
-                "outcome": "success",
-                "cache": "answer",
-                "errors": [],
-                "aws_request_ids": [],
-            }
-            if trace_id is not None:
-                fields["trace_id"] = trace_id
-            log_fields(log, logging.INFO, f"{scope['method']} {GRAPHQL_PATH} {status}", fields)
+            record = RequestRecord(
+                request_id, operation, "query", "success", lookups={ANSWER_CACHE: 1}
+            )
+            method = scope["method"]
+            _log_line(logging.INFO, method, GRAPHQL_PATH, status, seconds, record, trace_id)
 
     return observe
 

@@ -50,8 +50,7 @@ def note_lookup(outcome: str, aws_request_id: str | None = None) -> None:
     record = _CURRENT.get()
     if record is not None:
         record.lookups[outcome] = record.lookups.get(outcome, 0) + 1
-        if aws_request_id is not None and aws_request_id not in record.aws_request_ids:
-            record.aws_request_ids.append(aws_request_id)
+        note_upstream(aws_request_id)
 
 
 def note_upstream(aws_request_id: str | None) -> None:
