@@ -20,8 +20,8 @@ from gateway.config import load_settings
 
 def gateway() -> Any:
     """The gateway as `pcs-gateway serve --demo` makes it, logging a line per request."""
-    from gateway import logs
     from gateway.app import create_app
+    from gateway.observe import logs
 
     settings = load_settings(demo=True)
     logs.configure(settings)

@@ -29,30 +29,36 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.types import ExecutionResult
 
-from gateway import cache
-from gateway.answers import CALLER_KEY, FACTS_KEY, AnswerCache, AnswerFacts, answer_families
-from gateway.bodylimit import BodyLimitMiddleware
-from gateway.cache import CacheStats, CacheStore
-from gateway.clusters import ClusterService
 from gateway.config import Settings
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
+from gateway.graphql.apq import PersistedQueries, PersistedQueryError
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import request_refusal, to_contract
 from gateway.graphql.operations import OperationReport
 from gateway.graphql.schema import build_schema
-from gateway.metrics import (
+from gateway.http.answer_cache import (
+    CALLER_KEY,
+    FACTS_KEY,
+    AnswerCache,
+    AnswerFacts,
+    answer_families,
+)
+from gateway.http.body_limit import BodyLimitMiddleware
+from gateway.observe.metrics import (
     CONTENT_TYPE,
     Metrics,
     MetricsMiddleware,
     cache_families,
     upstream_families,
 )
+from gateway.observe.request_log import RequestLogMiddleware, hit_observer, request_id_of
+from gateway.observe.tracing import Tracing
 from gateway.pcs.client import PcsClient
-from gateway.persisted import PersistedQueries, PersistedQueryError
-from gateway.requestlog import RequestLogMiddleware, hit_observer, request_id_of
-from gateway.security import security_middleware
-from gateway.tracing import Tracing
+from gateway.security.layers import security_middleware
+from gateway.service import store as cache
+from gateway.service.clusters import ClusterService
+from gateway.service.store import CacheStats, CacheStore
 
 log = logging.getLogger(__name__)
 

@@ -41,9 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
         except AssetError as exc:
             print(f"pcs-gateway: {exc}", file=sys.stderr)
             return 2
-    from gateway import logs
     from gateway.app import create_app
-    from gateway.server import serve
+    from gateway.http.server import serve
+    from gateway.observe import logs
 
     logs.configure(settings)
     options: dict[str, Any] = {
@@ -79,8 +79,8 @@ def worker_app() -> Any:
 
 def _observability_problem(settings: Settings) -> str | None:
     """A one-line reason the metrics folder or the `OTEL_*` settings cannot work, or None."""
-    from gateway.metrics import MULTIPROCESS_VARIABLE
-    from gateway.tracing import TracingError, check_environment
+    from gateway.observe.metrics import MULTIPROCESS_VARIABLE
+    from gateway.observe.tracing import TracingError, check_environment
 
     try:
         check_environment()

@@ -251,7 +251,7 @@ class Settings(BaseSettings):
     @classmethod
     def _keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            from gateway.auth import parse_api_keys
+            from gateway.security.authentication import parse_api_keys
 
             parse_api_keys(value.get_secret_value())
         return value
@@ -260,7 +260,7 @@ class Settings(BaseSettings):
     @classmethod
     def _keys_file_reads(cls, value: Path | None) -> Path | None:
         if value is not None:
-            from gateway.auth import read_api_keys_file
+            from gateway.security.authentication import read_api_keys_file
 
             read_api_keys_file(value)
         return value

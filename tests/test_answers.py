@@ -13,10 +13,10 @@ import orjson
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.answers import AnswerCache, AnswerStats
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.emulator.seed import minimal
+from gateway.http.answer_cache import AnswerCache, AnswerStats
 from tests.conftest import Gateway, GatewayFactory
 from tests.servers import Emulator, ServerThread
 
@@ -291,7 +291,7 @@ def test_the_metrics_count_answers_from_the_cache(gateway: Gateway) -> None:
 
 async def test_the_byte_bound_holds() -> None:
     """Large answers: the cache never holds more than its byte bound."""
-    from gateway.answers import FACTS_KEY, AnswerFacts
+    from gateway.http.answer_cache import FACTS_KEY, AnswerFacts
 
     body = orjson.dumps({"data": {"blob": "x" * 60_000}})
 

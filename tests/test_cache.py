@@ -11,9 +11,9 @@ import httpx
 import pytest
 import redis
 
-from gateway.cache import BoundedMemoryCache, CacheStats
 from gateway.emulator.seed import demo_clusters, minimal
 from gateway.pcs.model import enum_values
+from gateway.service.store import BoundedMemoryCache, CacheStats
 from tests.conftest import Gateway, GatewayFactory
 from tests.servers import Emulator, RedisServer
 

@@ -121,7 +121,7 @@ def test_the_table_of_documents_is_bounded(start_gateway: GatewayFactory) -> Non
     hashes = [hashlib.sha256(d.encode()).hexdigest() for d in documents]
     for document, sha256 in zip(documents, hashes, strict=True):
         assert "data" in post(gateway, query=document, extensions=persisted(sha256)).json()
-    assert len(gateway.app.state.gateway.persisted) == 2
+    assert len(gateway.app.state.gateway.graphql.apq) == 2
     assert code_of(post(gateway, extensions=persisted(hashes[0]))) == "PERSISTED_QUERY_NOT_FOUND"
     assert "data" in post(gateway, extensions=persisted(hashes[2])).json()
 
@@ -172,4 +172,4 @@ def test_a_document_that_fails_validation_is_not_registered(gateway: Gateway) ->
     refused = post(gateway, query=invalid, extensions=persisted(sha256))
     assert code_of(refused) == "GRAPHQL_VALIDATION_FAILED"
     assert code_of(post(gateway, extensions=persisted(sha256))) == "PERSISTED_QUERY_NOT_FOUND"
-    assert len(gateway.app.state.gateway.persisted) == 0
+    assert len(gateway.app.state.gateway.graphql.apq) == 0

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from gateway.config import Settings
-from gateway.logs import (
+from gateway.observe.logs import (
     ConsoleFormatter,
     JsonFormatter,
     LineHandler,

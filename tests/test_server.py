@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.app import GatewayState, create_app
 from gateway.config import Settings
-from gateway.server import ClosingWhileDraining, GatewayServer
+from gateway.http.server import ClosingWhileDraining, GatewayServer
 from tests.conftest import GatewayFactory, assert_no_leaks
 from tests.servers import Emulator, RedisServer, free_port
 

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.pcs import errors
 from gateway.pcs.breaker import BreakerState, CircuitBreaker
-from gateway.pcs.ratelimit import TokenBucket
+from gateway.pcs.rate_budget import TokenBucket
 
 
 class Clock:

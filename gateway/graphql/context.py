@@ -10,9 +10,9 @@ from typing import Any
 from opentelemetry.trace import Tracer
 from strawberry.dataloader import DataLoader
 
-from gateway.answers import AnswerFacts
-from gateway.clusters import ClusterAnswer, ClusterService
 from gateway.config import Settings
+from gateway.http.answer_cache import AnswerFacts
+from gateway.service.clusters import ClusterAnswer, ClusterService
 
 
 @dataclass

@@ -11,8 +11,8 @@ from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult
 
-from gateway.clusters import InvalidIdentifier
 from gateway.pcs import errors
+from gateway.service.clusters import InvalidIdentifier
 
 log = logging.getLogger("gateway.graphql")
 

@@ -9,7 +9,7 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 
 from gateway.graphql.errors import INTERNAL
-from gateway.requestrecord import current
+from gateway.observe.request_record import current
 
 #: Codes of errors that refuse a request before execution (no `data`).
 REQUEST_ERROR_CODES = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"})

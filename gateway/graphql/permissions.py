@@ -8,8 +8,8 @@ from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
-from gateway.answers import CALLER_KEY
 from gateway.graphql.errors import GatewayError
+from gateway.http.answer_cache import CALLER_KEY
 
 
 class CanReadSecrets(BasePermission):

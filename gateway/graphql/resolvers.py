@@ -12,11 +12,11 @@ from graphql import OperationType
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
-from gateway.clusters import ClusterAnswer
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
+from gateway.observe.tracing import span
 from gateway.pcs.errors import DeadlineExceeded
-from gateway.tracing import span
+from gateway.service.clusters import ClusterAnswer
 
 
 async def cluster(

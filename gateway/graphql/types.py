@@ -9,9 +9,9 @@ from typing import TypeVar
 import strawberry
 from strawberry import Parent
 
-from gateway.clusters import ClusterAnswer
 from gateway.graphql.permissions import secret_reference
 from gateway.pcs import cluster as pcs
+from gateway.service.clusters import ClusterAnswer
 
 E = TypeVar("E", bound=Enum)
 

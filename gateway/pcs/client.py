@@ -25,14 +25,14 @@ from botocore.exceptions import (
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 
 from gateway.config import Settings
-from gateway.metrics import OTHER, Metrics
+from gateway.observe.metrics import OTHER, Metrics
+from gateway.observe.request_record import note_upstream
+from gateway.observe.tracing import span
 from gateway.pcs import errors
 from gateway.pcs.breaker import CircuitBreaker
 from gateway.pcs.cluster import Cluster, parse_cluster
 from gateway.pcs.model import DATA_PATH, SERVICE_NAME, error_codes
-from gateway.pcs.ratelimit import TokenBucket
-from gateway.requestrecord import note_upstream
-from gateway.tracing import span
+from gateway.pcs.rate_budget import TokenBucket
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ from typing import Any
 import orjson
 from opentelemetry.trace import Tracer
 
-from gateway.cache import CacheStats, CacheStore
 from gateway.config import Settings
+from gateway.observe.request_record import note_lookup
+from gateway.observe.tracing import span
 from gateway.pcs import errors
 from gateway.pcs.client import FetchedCluster, PcsClient
 from gateway.pcs.cluster import Cluster, parse_cluster
 from gateway.pcs.model import identifier_pattern
-from gateway.requestrecord import note_lookup
-from gateway.tracing import span
+from gateway.service.store import CacheStats, CacheStore
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from joserfc.jws import extract_compact
 from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.answers import CALLER_KEY
 from gateway.config import Environment, Settings
-from gateway.refusals import send_refusal
+from gateway.http.answer_cache import CALLER_KEY
+from gateway.http.refusal import send_refusal
 
 log = logging.getLogger(__name__)
 

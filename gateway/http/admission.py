@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.refusals import send_refusal
+from gateway.http.refusal import send_refusal
 
 #: Media types a POST body to /graphql may have.
 BODY_TYPES = frozenset({b"application/json"})

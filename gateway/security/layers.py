@@ -5,10 +5,10 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from gateway.admission import AdmissionMiddleware
-from gateway.auth import AuthenticationMiddleware, Authenticator
 from gateway.config import Settings
-from gateway.quota import CallerQuota
+from gateway.http.admission import AdmissionMiddleware
+from gateway.security.authentication import AuthenticationMiddleware, Authenticator
+from gateway.security.caller_rate_limit import CallerQuota
 
 #: Request headers a browser page may send cross-origin.
 CORS_HEADERS = ["authorization", "content-type", "x-api-key", "x-request-id"]

@@ -21,9 +21,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import BlockingConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.answers import CALLER_KEY
 from gateway.config import Settings
-from gateway.refusals import send_refusal
+from gateway.http.answer_cache import CALLER_KEY
+from gateway.http.refusal import send_refusal
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.config import Environment, Settings
-from gateway.requestrecord import current
+from gateway.observe.request_record import current
 
 #: What logging records carry under this attribute is written as fields of the line.
 FIELDS = "fields"
@@ -283,7 +283,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "formatters": {"gateway": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
         "handlers": {
             "stderr": {
-                "class": "gateway.logs.LineHandler",
+                "class": "gateway.observe.logs.LineHandler",
                 "formatter": "gateway",
                 "stream": "ext://sys.stderr",
             }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.refusals import send_refusal
+from gateway.http.refusal import send_refusal
 
 
 class BodyTooLarge(Exception):

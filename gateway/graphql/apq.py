@@ -17,7 +17,7 @@ from typing import Any
 
 from strawberry.http import GraphQLRequestData
 
-from gateway.cache import CacheStore
+from gateway.service.store import CacheStore
 
 HASH = re.compile(r"[0-9a-f]{64}")
 #: Prefix of the shared store's keys; the version part changes with the entry format.
