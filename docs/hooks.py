@@ -43,9 +43,7 @@ SCREENSHOT = ROOT / "schema" / "graphiql.png"
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     """Serve the repository's GraphiQL screenshot with the site (one copy, in schema/)."""
-    files.append(
-        File.generated(config, "images/graphiql.png", abs_src_path=str(SCREENSHOT))
-    )
+    files.append(File.generated(config, "images/graphiql.png", abs_src_path=str(SCREENSHOT)))
     return files
 
 
@@ -243,8 +241,8 @@ def load_results(path: Path) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text())
         scenarios = report["scenarios"]
-        for scenario, rows in scenarios.items():
-            for server, row in rows.items():
+        for rows in scenarios.values():
+            for row in rows.values():
                 for key in ("rps", "p50_ms", "p99_ms"):
                     float(row[key])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
