@@ -23,10 +23,9 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.routing import Router
@@ -406,7 +405,7 @@ def _cut_ages(
     return tuple(parts), tuple(fetched_at for _, _, fetched_at in slots)
 
 
-def answer_families(cache: AnswerCache) -> Iterator[Any]:
+def answer_families(cache: AnswerCache) -> Iterator[Metric]:
     """The answer cache's counters and size, read at scrape."""
     for name, help_text in (
         ("hits", "Requests answered from the answer cache."),
