@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.context import AnswerFacts, RequestContext
 from gateway.emulator.seed import minimal
 from gateway.http.answer_cache import AnswerCache, AnswerStats
+from gateway.security.caller import Caller
 from tests.conftest import Gateway, GatewayFactory
 from tests.servers import Emulator, ServerThread
 
@@ -206,12 +207,6 @@ def test_a_clients_own_request_id_does_not_split_the_cache(gateway: Gateway) -> 
     assert answers(gateway).stats.hits == 2
 
 
-@dataclass
-class Caller:
-    partition: str
-    expires_at: float | None
-
-
 class StandInAuthentication:
     """Stands for the authentication layer: the caller from `x-api-key`, with an expiry."""
 
@@ -222,8 +217,11 @@ class StandInAuthentication:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             key = dict(scope["headers"]).get(b"x-api-key", b"").decode()
-            scope.setdefault("state", {})["caller"] = Caller(
-                partition=f"team-{key}", expires_at=time.time() + self.lifetime
+            RequestContext.of(scope).caller = Caller(
+                partition=f"team-{key}",
+                expires_at=time.time() + self.lifetime,
+                subject=None,
+                may_read_secrets=False,
             )
         await self.app(scope, receive, send)
 
@@ -291,13 +289,11 @@ def test_the_metrics_count_answers_from_the_cache(gateway: Gateway) -> None:
 
 async def test_the_byte_bound_holds() -> None:
     """Large answers: the cache never holds more than its byte bound."""
-    from gateway.http.answer_cache import FACTS_KEY, AnswerFacts
-
     body = orjson.dumps({"data": {"blob": "x" * 60_000}})
 
     async def inner(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
-        scope["state"][FACTS_KEY] = AnswerFacts(True, time.time() + 60, {"c": 1.0})
+        RequestContext.of(scope).facts = AnswerFacts(True, time.time() + 60, {"c": 1.0})
         await send(
             {
                 "type": "http.response.start",
@@ -313,6 +309,6 @@ async def test_the_byte_bound_holds() -> None:
         for n in range(40):
             response = await client.post("/graphql", content=b'{"n": %d}' % n)
             assert response.content == body
-    assert cache.bytes <= 1024 * 1024
+    assert cache.held_bytes <= 1024 * 1024
     assert 0 < len(cache) <= 17
     assert cache.stats.evictions == 40 - len(cache)

@@ -20,9 +20,10 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.app import GatewayState, create_app
+from gateway.app import create_app
 from gateway.config import Settings
 from gateway.http.server import ClosingWhileDraining, GatewayServer
+from gateway.http.state import GatewayState
 from tests.conftest import GatewayFactory, assert_no_leaks
 from tests.servers import Emulator, RedisServer, free_port
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import OrderedDict
 from typing import Any
 
 from strawberry.http import GraphQLRequestData
 
+from gateway.graphql.errors import error_document
+from gateway.lru import LRU
 from gateway.service.store import CacheStore
 
 HASH = re.compile(r"[0-9a-f]{64}")
@@ -38,7 +39,7 @@ class PersistedQueryError(Exception):
 
     def document(self) -> dict[str, Any]:
         """The GraphQL error document for the client."""
-        return {"errors": [{"message": self.message, "extensions": {"code": self.code}}]}
+        return error_document(self.message, self.code)
 
 
 class PersistedQueries:
@@ -50,7 +51,7 @@ class PersistedQueries:
     def __init__(self, *, max_entries: int, shared: CacheStore | None = None) -> None:
         self.max_entries = max_entries
         self.shared = shared
-        self._documents: OrderedDict[str, str] = OrderedDict()
+        self._documents: LRU[str, str] = LRU(max_entries)
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -92,7 +93,6 @@ class PersistedQueries:
     async def _lookup(self, sha256: str) -> str | None:
         document = self._documents.get(sha256)
         if document is not None:
-            self._documents.move_to_end(sha256)
             return document
         if self.shared is None:
             return None
@@ -107,9 +107,7 @@ class PersistedQueries:
         return document
 
     def _remember(self, sha256: str, document: str) -> None:
-        self._documents[sha256] = document
-        while len(self._documents) > self.max_entries:
-            self._documents.popitem(last=False)
+        self._documents.put(sha256, document)
 
 
 def _hash_of(persisted: object) -> str:

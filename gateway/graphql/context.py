@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.trace import Tracer
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
 from gateway.config import Settings
-from gateway.http.answer_cache import AnswerFacts
+from gateway.context import AnswerFacts, RequestContext
+from gateway.security.caller import Caller
 from gateway.service.clusters import ClusterAnswer, ClusterService
 
 
@@ -21,8 +25,11 @@ class GatewayContext:
 
     service: ClusterService
     settings: Settings
-    request: Any = None
-    response: Any = None
+    request: Request | WebSocket | None = None
+    #: Strawberry's response for HTTP (status, headers), the socket for subscriptions.
+    response: Response | WebSocket | None = None
+    #: The request's facts from the layers in front (the caller, the request record).
+    request_context: RequestContext = field(default_factory=RequestContext)
     #: One loader per request: duplicate identifiers in a request are looked up once.
     loader: DataLoader[str, ClusterAnswer] | None = None
     #: Paths and ages of clusters answered stale, reported in the response's extensions.
@@ -39,6 +46,11 @@ class GatewayContext:
     ages: list[tuple[str, float, float]] = field(default_factory=list)
     #: Opens a span per resolver that asks the cluster service; None: tracing is off.
     tracer: Tracer | None = None
+
+    @property
+    def caller(self) -> Caller | None:
+        """The verified caller; None when no authentication layer ran."""
+        return self.request_context.caller
 
     def note_answer(self, answer: ClusterAnswer) -> None:
         """Record a cluster a query's answer is built from, for the answer cache."""

@@ -32,6 +32,8 @@ CODES: dict[type[Exception], str] = {
 
 INTERNAL = "INTERNAL_SERVER_ERROR"
 INTERNAL_MESSAGE = "Unexpected error."
+#: Codes of errors that fail the whole request before execution: no `data`.
+REQUEST_ERROR_CODES = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"})
 
 #: Requests refused before any GraphQL runs (body not JSON, no query...), by HTTP status.
 HTTP_REQUEST_ERROR_CODES = {
@@ -43,10 +45,14 @@ HTTP_REQUEST_ERROR_CODES = {
 }
 
 
+def error_document(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    """A GraphQL response of one error and no data: a request refused before execution."""
+    return {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+
+
 def request_refusal(status: int, reason: str) -> dict[str, Any]:
-    """A GraphQL error document for a request refused before execution; `reason` is fixed text."""
-    code = HTTP_REQUEST_ERROR_CODES.get(status, "BAD_REQUEST")
-    return {"errors": [{"message": reason, "extensions": {"code": code}}]}
+    """The error document of a request Strawberry refused with `status`; `reason` is fixed text."""
+    return error_document(reason, HTTP_REQUEST_ERROR_CODES.get(status, "BAD_REQUEST"))
 
 
 class GatewayError(Exception):

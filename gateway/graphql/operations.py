@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 
-from gateway.graphql.errors import INTERNAL
-from gateway.observe.request_record import current
-
-#: Codes of errors that refuse a request before execution (no `data`).
-REQUEST_ERROR_CODES = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"})
-#: A GraphQL Name; a client's `operationName` that is not one is never logged.
-_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,99}")
+from gateway.graphql.context import GatewayContext
+from gateway.graphql.errors import INTERNAL, REQUEST_ERROR_CODES
+from gateway.observe.request_record import OPERATION_NAME, RequestRecord
 
 
 class OperationReport(SchemaExtension):
@@ -33,20 +28,24 @@ class OperationReport(SchemaExtension):
             raise
         self._note_result()
 
+    def _record(self) -> RequestRecord | None:
+        context = self.execution_context.context
+        return context.request_context.record if isinstance(context, GatewayContext) else None
+
     def _note_refusal(self, exc: GraphQLError) -> None:
-        record = current()
+        record = self._record()
         if record is not None:
             record.outcome = "refused"
             syntax = isinstance(exc, GraphQLSyntaxError)
             record.error_codes = ["GRAPHQL_PARSE_FAILED" if syntax else "GRAPHQL_VALIDATION_FAILED"]
 
     def _note_result(self) -> None:
-        record = current()
+        record = self._record()
         if record is None:
             return
         context = self.execution_context
         name = context.operation_name
-        record.operation = name if name is None or _NAME.fullmatch(name) else None
+        record.operation = name if name is None or OPERATION_NAME.fullmatch(name) else None
         if context.graphql_document is not None:
             try:
                 record.operation_type = context.operation_type.value

@@ -8,8 +8,8 @@ from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
+from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
-from gateway.http.answer_cache import CALLER_KEY
 
 
 class CanReadSecrets(BasePermission):
@@ -17,11 +17,9 @@ class CanReadSecrets(BasePermission):
 
     message = "Not allowed to see secret references."
 
-    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        request = getattr(info.context, "request", None)
-        scope = getattr(request, "scope", None) or {}
-        caller = scope.get("state", {}).get(CALLER_KEY)
-        return bool(getattr(caller, "may_read_secrets", False))
+    def has_permission(self, source: Any, info: Info[GatewayContext, None], **kwargs: Any) -> bool:
+        caller = info.context.caller
+        return caller is not None and caller.may_read_secrets
 
     def on_unauthorized(self) -> None:
         raise GatewayError(self.message, "FORBIDDEN")

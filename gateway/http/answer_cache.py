@@ -5,7 +5,7 @@ query string, body and headers (credentials included) were answered before, whil
 cluster in that answer is still fresh and the caller's authentication has not expired,
 is answered with the stored status, headers and body: no routing, no Request object, no
 GraphQL work. Anything else passes on, and its answer is stored on the way out when the
-GraphQL layer marked it reusable (see `AnswerFacts`).
+GraphQL layer marked it reusable (`RequestContext.facts`, see `AnswerFacts`).
 
 What is never stored: answers with errors or extensions (a stale mark, for one), answers
 that depend on the moment (`refresh`), operations other than queries, responses other
@@ -20,27 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import orjson
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.routing import Router
 from starlette.types import Message, Receive, Scope, Send
 
-#: Where the GraphQL layer leaves an answer's `AnswerFacts` in `scope["state"]`.
-FACTS_KEY = "answer_facts"
-#: Where the authentication layer leaves the caller (`.partition`, `.expires_at`).
-CALLER_KEY = "caller"
-#: What the inner layers leave here is kept with a stored answer and put back on its hits,
-#: for the observers (the request log keeps the operation's name).
-NOTE_KEY = "answer_note"
+from gateway.context import AnswerFacts, RequestContext
+from gateway.lru import LRU
+from gateway.observe.request_id import REQUEST_ID_HEADER, request_id_of
+from gateway.security.caller import Caller
 
 #: Request headers that never change an answer: left out of the key so that, e.g., a
 #: client's own request id does not make every request a miss.
@@ -58,23 +52,7 @@ IGNORED_REQUEST_HEADERS = frozenset(
 )
 #: Response headers made afresh for every request, never replayed from an entry.
 PER_REQUEST_HEADERS = frozenset({b"content-length", b"date", b"server", b"x-request-id"})
-REQUEST_ID_HEADER = b"x-request-id"
 CACHE_CONTROL_HEADER = b"cache-control"
-
-
-@dataclass(slots=True)
-class AnswerFacts:
-    """What the GraphQL layer learnt while building one answer.
-
-    `clusters` maps each cluster id in the answer to when PCS sent that value; `ages`
-    lists each `ageSeconds` field as (response key, fetched_at, value as resolved), so a
-    reused answer states the age at the time it is sent.
-    """
-
-    reusable: bool
-    fresh_until: float = math.inf
-    clusters: dict[str, float] = field(default_factory=dict)
-    ages: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -105,11 +83,13 @@ class _Entry:
     valid_until: float
     partition: str
     size: int
-    note: Any = None
+    #: The request context's note, handed back to the observers of each hit.
+    note: str | None = None
 
 
-#: Called on every answer served from the cache: (scope, status, seconds spent).
-HitObserver = Callable[[Scope, int, float], None]
+#: Told of every answer served from the cache, once it has gone: (scope, status, seconds
+#: spent, the request id it was sent with, the note kept with the entry).
+HitObserver = Callable[[Scope, int, float, bytes, str | None], None]
 
 
 class AnswerCache:
@@ -124,7 +104,6 @@ class AnswerCache:
         max_bytes: int = 64 * 1024 * 1024,
         max_body_bytes: int = 65_536,
         clock: Callable[[], float] = time.time,
-        request_id: Callable[[Scope], bytes] | None = None,
     ) -> None:
         self.app = app
         self.path = path
@@ -132,11 +111,9 @@ class AnswerCache:
         self.max_bytes = max_bytes
         self.max_body_bytes = max_body_bytes
         self.stats = AnswerStats()
-        self.bytes = 0
         self.observers: list[HitObserver] = []
         self._clock = clock
-        self._request_id = request_id or _random_request_id
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._entries: LRU[bytes, _Entry] = LRU(max_entries, max_bytes=max_bytes, size=_size)
         # Newest value (fetched_at) this process has seen of each cluster: an entry built
         # from an older one (before a refresh) is never served again.
         self._versions: dict[str, float] = {}
@@ -155,10 +132,14 @@ class AnswerCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def held_bytes(self) -> int:
+        """What the held answers take, about."""
+        return self._entries.bytes
+
     def clear(self) -> None:
         """Forget every answer."""
         self._entries.clear()
-        self.bytes = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -183,17 +164,16 @@ class AnswerCache:
         if entry is not None:
             now = self._clock()
             if now < entry.valid_until and self._current(entry):
-                self._entries.move_to_end(key)
                 self.stats.hits += 1
-                await self._answer(entry, scope, send, now)
+                # No request context is made on a hit: what observers need is passed to them.
+                request_id = request_id_of(scope)
+                await self._answer(entry, send, now, request_id)
                 if self.observers:
                     elapsed = time.perf_counter() - started
-                    if entry.note is not None:
-                        scope.setdefault("state", {})[NOTE_KEY] = entry.note
                     for observer in self.observers:
-                        observer(scope, entry.status, elapsed)
+                        observer(scope, entry.status, elapsed, request_id, entry.note)
                 return
-            self._drop(key)
+            self._entries.pop(key)
         self.stats.misses += 1
         await self._pass_on(key, scope, _replay(pending, receive), send)
 
@@ -237,7 +217,7 @@ class AnswerCache:
                 return False
         return True
 
-    async def _answer(self, entry: _Entry, scope: Scope, send: Send, now: float) -> None:
+    async def _answer(self, entry: _Entry, send: Send, now: float, request_id: bytes) -> None:
         headers = entry.headers
         if entry.ages:
             parts = entry.parts
@@ -257,7 +237,7 @@ class AnswerCache:
             if entry.length_at is not None:
                 headers[entry.length_at] = (b"content-length", b"%d" % len(body))
             if entry.request_id_at is not None:
-                headers[entry.request_id_at] = (REQUEST_ID_HEADER, self._request_id(scope))
+                headers[entry.request_id_at] = (REQUEST_ID_HEADER, request_id)
             if entry.cache_control is not None:
                 at, directive = entry.cache_control
                 max_age = max(0, int(entry.valid_until - now))
@@ -266,7 +246,6 @@ class AnswerCache:
         await send({"type": "http.response.body", "body": body})
 
     async def _pass_on(self, key: bytes, scope: Scope, receive: Receive, send: Send) -> None:
-        state: dict[str, Any] = scope.setdefault("state", {})
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
@@ -281,20 +260,13 @@ class AnswerCache:
             await send(message)
 
         await self.app(scope, receive, capture)
-        facts = state.get(FACTS_KEY)
-        if not isinstance(facts, AnswerFacts):
+        context = RequestContext.of(scope)
+        facts = context.facts
+        if facts is None:
             return
         if not self._learn(facts) or not facts.reusable or status != 200:
             return
-        self._store(
-            key,
-            status,
-            headers,
-            b"".join(chunks),
-            facts,
-            state.get(CALLER_KEY),
-            state.get(NOTE_KEY),
-        )
+        self._store(key, status, headers, b"".join(chunks), facts, context.caller, context.note)
 
     def _learn(self, facts: AnswerFacts) -> bool:
         """Record the cluster versions in an answer; False when one is already outdated."""
@@ -318,11 +290,11 @@ class AnswerCache:
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         facts: AnswerFacts,
-        caller: Any,
-        note: Any = None,
+        caller: Caller | None,
+        note: str | None = None,
     ) -> None:
         now = self._clock()
-        expires_at = getattr(caller, "expires_at", None)
+        expires_at = None if caller is None else caller.expires_at
         valid_until = min(facts.fresh_until, math.inf if expires_at is None else expires_at)
         names = {name for name, _ in headers}
         if valid_until <= now or b"set-cookie" in names:
@@ -353,8 +325,7 @@ class AnswerCache:
         if size > self.max_bytes // 8:
             self.stats.refused += 1
             return
-        self._drop(key)
-        self._entries[key] = _Entry(
+        entry = _Entry(
             status=status,
             headers=kept,
             length_at=length_at,
@@ -364,21 +335,16 @@ class AnswerCache:
             ages=ages,
             clusters=tuple(facts.clusters.items()),
             valid_until=valid_until,
-            partition=str(getattr(caller, "partition", "")),
+            partition="" if caller is None else caller.partition,
             size=size,
             note=note,
         )
-        self.bytes += size
+        self.stats.evictions += self._entries.put(key, entry)
         self.stats.stores += 1
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self.bytes -= evicted.size
-            self.stats.evictions += 1
 
-    def _drop(self, key: bytes) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self.bytes -= entry.size
+
+def _size(entry: _Entry) -> int:
+    return entry.size
 
 
 def _replay(pending: list[Message], receive: Receive) -> Receive:
@@ -439,11 +405,7 @@ def _cut_ages(
     return tuple(parts), tuple(fetched_at for _, _, fetched_at in slots)
 
 
-def _random_request_id(scope: Scope) -> bytes:
-    return os.urandom(16).hex().encode()
-
-
-def answer_families(cache: AnswerCache) -> Iterator[Any]:
+def answer_families(cache: AnswerCache) -> Iterator[Metric]:
     """The answer cache's counters and size, read at scrape."""
     for name, help_text in (
         ("hits", "Requests answered from the answer cache."),
@@ -459,5 +421,5 @@ def answer_families(cache: AnswerCache) -> Iterator[Any]:
     entries.add_metric([], len(cache))
     yield entries
     held = GaugeMetricFamily("pcsgw_answer_cache_bytes", "Bytes the held answers take, about.")
-    held.add_metric([], cache.bytes)
+    held.add_metric([], cache.held_bytes)
     yield held

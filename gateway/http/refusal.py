@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from starlette.types import Send
 
+from gateway.graphql.errors import error_document
+
 
 async def send_refusal(
     send: Send,
@@ -19,8 +21,7 @@ async def send_refusal(
     **extensions: Any,
 ) -> None:
     """Send one error with `extensions.code` (and any other extensions) under `status`."""
-    error = {"message": message, "extensions": {"code": code, **extensions}}
-    body = orjson.dumps({"errors": [error]})
+    body = orjson.dumps(error_document(message, code, **extensions))
     await send(
         {
             "type": "http.response.start",

@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.app import GatewayState
+from gateway.http.state import GatewayState
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -26,21 +25,33 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.observe.request_record import OPERATION_NAME
 from gateway.service.store import CacheStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-KNOWN_ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+GRAPHQL_ROUTE = "/graphql"
+#: Probes and scrapes: the request log writes them at DEBUG, below the requests of clients.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+KNOWN_ROUTES = QUIET_ROUTES | {GRAPHQL_ROUTE}
+ASSETS_PREFIX = "/graphql/assets/"
 #: The variable prometheus-client reads (at import) to keep metrics in files shared by workers.
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 #: How often each worker copies its live counters into the shared folder.
 MIRROR_SECONDS = 1.0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-#: What a GraphQL Name is; anything else is never a label value.
-_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,99}")
 ANONYMOUS = "anonymous"
 OTHER = "other"
 #: An operation whose name could not be read (refused before parsing).
 UNKNOWN = "unknown"
+
+
+def route_of(path: str) -> str:
+    """The route a path is counted and logged under: one of the app's own, or `other`."""
+    if path in KNOWN_ROUTES:
+        return path
+    if path.startswith(ASSETS_PREFIX):
+        return ASSETS_PREFIX.rstrip("/")
+    return OTHER
 
 
 class Metrics:
@@ -106,7 +117,7 @@ class Metrics:
         if (
             admit
             and len(self._operation_names) < self.max_operation_names
-            and _NAME.fullmatch(name)
+            and OPERATION_NAME.fullmatch(name)
         ):
             self._operation_names.add(name)
             return name
@@ -214,7 +225,29 @@ def cache_families(stats: CacheStats, backend: str) -> Iterator[Any]:
         yield family
 
 
-def upstream_families(limiter: Any, breaker: Any) -> Iterator[Any]:
+class RateBudgetCounts(Protocol):
+    """What the metrics read of the upstream rate budget."""
+
+    @property
+    def waits(self) -> int: ...
+    @property
+    def rejections(self) -> int: ...
+
+
+class BreakerCounts(Protocol):
+    """What the metrics read of the upstream circuit breaker."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def opened(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
+
+
+def upstream_families(
+    limiter: RateBudgetCounts | None, breaker: BreakerCounts | None
+) -> Iterator[Metric]:
     """The upstream rate limiter's waits and rejections, and the breaker's state."""
     if limiter is not None:
         waits = CounterMetricFamily("pcsgw_upstream_ratelimit_waits", "Calls that waited.")
@@ -253,13 +286,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        if path in KNOWN_ROUTES:
-            route = path
-        elif path.startswith("/graphql/assets/"):
-            route = "/graphql/assets"
-        else:
-            route = "other"
+        route = route_of(scope["path"])
         status = 500
         started = time.perf_counter()
 
@@ -276,3 +303,21 @@ class MetricsMiddleware:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def hit_counter(metrics: Metrics) -> Callable[[Scope, int, float, bytes, str | None], None]:
+    """Counts answers of the answer cache as `MetricsMiddleware` counts every other request."""
+    requests: dict[tuple[str, int], Counter] = {}
+    latency = metrics.latency.labels(GRAPHQL_ROUTE)
+
+    def count(
+        scope: Scope, status: int, seconds: float, request_id: bytes, note: str | None
+    ) -> None:
+        key = (scope["method"], status)
+        counter = requests.get(key)
+        if counter is None:
+            counter = requests[key] = metrics.requests.labels(GRAPHQL_ROUTE, key[0], str(status))
+        counter.inc()
+        latency.observe(seconds)
+
+    return count

@@ -11,51 +11,27 @@ written once the response has gone, and the GraphQL operation is counted in the 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from opentelemetry.trace import Span, SpanKind, StatusCode
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.http.answer_cache import NOTE_KEY
+from gateway.context import RequestContext
 from gateway.observe.logs import log_fields
-from gateway.observe.metrics import UNKNOWN, Metrics
+from gateway.observe.metrics import GRAPHQL_ROUTE, QUIET_ROUTES, UNKNOWN, Metrics, route_of
+from gateway.observe.request_id import REQUEST_ID_HEADER, request_id_of
 from gateway.observe.request_record import RequestRecord, recording
 from gateway.observe.tracing import Tracing, incoming_context, span
 
 log = logging.getLogger("gateway.requests")
 
-REQUEST_ID_HEADER = b"x-request-id"
-#: Where a request's id is kept in `scope["state"]`, as bytes.
-REQUEST_ID_KEY = "request_id"
-_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-#: Probes and scrapes: logged at DEBUG, so they do not drown the requests of clients.
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-GRAPHQL_PATH = "/graphql"
 #: The cache outcome of an answer the answer cache sent.
 ANSWER_CACHE = "answer"
 _MAX_LOGGED_PATH = 200
-
-
-def request_id_of(scope: Scope) -> bytes:
-    """The request's id (the caller's if sane, else new), remembered in `scope["state"]`."""
-    state: dict[str, Any] = scope.setdefault("state", {})
-    found: bytes | None = state.get(REQUEST_ID_KEY)
-    if found is not None:
-        return found
-    for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER:
-            if _SANE_REQUEST_ID.fullmatch(value):
-                found = value
-            break
-    if found is None:
-        found = os.urandom(16).hex().encode()
-    state[REQUEST_ID_KEY] = found
-    return found
 
 
 class RequestLogMiddleware:
@@ -73,6 +49,8 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         request_id = request_id_of(scope)
         record = RequestRecord(request_id.decode())
+        context = RequestContext.of(scope)
+        context.record = record
         token = recording(record)
         status = 500
         response_started = False
@@ -92,7 +70,7 @@ class RequestLogMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        route = _route(scope["path"])
+        route = route_of(scope["path"])
         request_span = self._span(scope, route, record)
         try:
             with request_span as current_span:
@@ -111,7 +89,8 @@ class RequestLogMiddleware:
                         trace_id = f"{current_span.get_span_context().trace_id:032x}"
         finally:
             token.var.reset(token)
-            self._finish(scope, record, route, status, time.perf_counter() - started, trace_id)
+            seconds = time.perf_counter() - started
+            self._finish(scope, context, record, route, status, seconds, trace_id)
 
     def _span(
         self, scope: Scope, route: str, record: RequestRecord
@@ -134,13 +113,14 @@ class RequestLogMiddleware:
     def _finish(
         self,
         scope: Scope,
+        context: RequestContext,
         record: RequestRecord,
         route: str,
         status: int,
         seconds: float,
         trace_id: str | None,
     ) -> None:
-        if record.outcome is None and route == GRAPHQL_PATH and status >= 400:
+        if record.outcome is None and route == GRAPHQL_ROUTE and status >= 400:
             # Refused before any GraphQL ran: body too large, not JSON, no query, denied.
             record.outcome = "refused"
         if record.outcome is not None:
@@ -153,8 +133,8 @@ class RequestLogMiddleware:
             self.metrics.graphql_operations.labels(label, record.outcome).inc()
             if record.outcome == "success":
                 # Kept with a stored answer, so its hits are counted under the same name.
-                scope["state"][NOTE_KEY] = record.operation
-        level = logging.DEBUG if scope["path"] in QUIET_PATHS else logging.INFO
+                context.note = record.operation
+        level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
         path = _loggable(scope["path"])
         _log_line(level, scope["method"], path, status, seconds, record, trace_id)
 
@@ -190,14 +170,19 @@ def _log_line(
     log_fields(log, level, f"{method} {path} {status}", fields)
 
 
-def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, int, float], None]:
-    """Logs and counts an answer of the answer cache as the middleware does any other request."""
-    tracer = None if tracing is None else tracing.tracer
-    counters: dict[str, Any] = {}  # by label: as bounded as the labels
+def hit_observer(
+    metrics: Metrics, tracing: Tracing | None
+) -> Callable[[Scope, int, float, bytes, str | None], None]:
+    """Logs and counts an answer of the answer cache as the middleware does any other request.
 
-    def observe(scope: Scope, status: int, seconds: float) -> None:
-        request_id = request_id_of(scope).decode()
-        operation: str | None = scope["state"].get(NOTE_KEY)
+    Its `operation` is the note the middleware kept with the stored answer.
+    """
+    tracer = None if tracing is None else tracing.tracer
+    counters: dict[str, Counter] = {}  # by label: as bounded as the labels
+
+    def observe(
+        scope: Scope, status: int, seconds: float, request_id: bytes, operation: str | None
+    ) -> None:
         label = metrics.operation_label(operation)
         counter = counters.get(label)
         if counter is None:
@@ -205,19 +190,19 @@ def hit_observer(metrics: Metrics, tracing: Tracing | None) -> Callable[[Scope, 
         counter.inc()
         trace_id = None
         if tracer is not None:
-            trace_id = _hit_span(tracer, scope, status, seconds, request_id, operation)
+            trace_id = _hit_span(tracer, scope, status, seconds, request_id.decode(), operation)
         if log.isEnabledFor(logging.INFO):
             record = RequestRecord(
-                request_id, operation, "query", "success", lookups={ANSWER_CACHE: 1}
+                request_id.decode(), operation, "query", "success", lookups={ANSWER_CACHE: 1}
             )
             method = scope["method"]
-            _log_line(logging.INFO, method, GRAPHQL_PATH, status, seconds, record, trace_id)
+            _log_line(logging.INFO, method, GRAPHQL_ROUTE, status, seconds, record, trace_id)
 
     return observe
 
 
 def _hit_span(
-    tracer: Any,
+    tracer: Tracer,
     scope: Scope,
     status: int,
     seconds: float,
@@ -227,14 +212,14 @@ def _hit_span(
     """The span of an answer that has gone already, drawn over the time it took; its trace id."""
     end = time.time_ns()
     request_span = tracer.start_span(
-        f"{scope['method']} {GRAPHQL_PATH}",
+        f"{scope['method']} {GRAPHQL_ROUTE}",
         context=incoming_context(scope["headers"]),
         kind=SpanKind.SERVER,
         start_time=end - int(seconds * 1e9),
         attributes={
             "http.request.method": scope["method"],
-            "http.route": GRAPHQL_PATH,
-            "url.path": GRAPHQL_PATH,
+            "http.route": GRAPHQL_ROUTE,
+            "url.path": GRAPHQL_ROUTE,
             "http.response.status_code": status,
             "pcsgw.request_id": request_id,
             "pcsgw.cache": "answer",
@@ -247,7 +232,7 @@ def _hit_span(
     return f"{request_span.get_span_context().trace_id:032x}"
 
 
-def _describe_span(current_span: Any, record: RequestRecord, status: int) -> None:
+def _describe_span(current_span: Span, record: RequestRecord, status: int) -> None:
     current_span.set_attribute("http.response.status_code", status)
     if record.operation is not None:
         current_span.set_attribute("graphql.operation.name", record.operation)
@@ -268,14 +253,6 @@ def _loggable(path: str) -> str:
     """The path cut short, control characters escaped: a path never forges a log line."""
     path = path[:_MAX_LOGGED_PATH]
     return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
-
-
-def _route(path: str) -> str:
-    if path == GRAPHQL_PATH or path in QUIET_PATHS:
-        return path
-    if path.startswith("/graphql/assets/"):
-        return "/graphql/assets"
-    return "other"
 
 
 _SERVER_ERROR_START: Message = {

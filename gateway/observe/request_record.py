@@ -1,14 +1,20 @@
 """The record of the request being served: what each layer below HTTP did for it.
 
-It travels in a context variable, so the cluster service and the PCS client note into it
-without knowing of HTTP, and tasks they start (the single-flight call) note into the
-request that started them. The request log writes it out when the request ends.
+The request log makes it and puts it in the request context (`RequestContext.record`). It
+also travels in a context variable, the one kept here, so the cluster service and the PCS
+client note into it without knowing of HTTP, and tasks they start (the single-flight call)
+note into the request that started them. The request log writes it out when the request ends.
 """
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+
+#: A GraphQL Name of at most 100 characters: a client's `operationName` that is not one is
+#: never noted, logged or made a metric label.
+OPERATION_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,99}")
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """Authentication: API keys and OIDC bearer tokens, checked before any GraphQL runs.
 
 A plain ASGI layer between the answer cache and Starlette. It leaves the verified caller in
-`scope["state"]["caller"]` (see `Caller`), refuses missing or bad credentials with HTTP 401
+the request context (`RequestContext.caller`), refuses missing or bad credentials with HTTP 401
 and an `UNAUTHENTICATED` GraphQL error, and refuses the WebSocket handshake the same way.
 API keys are held only as SHA-256 digests and compared in constant time; tokens are checked
 by joserfc against the issuer's key set, fetched once and again on an unknown key id.
@@ -15,7 +15,7 @@ import hmac
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config import Environment, Settings
-from gateway.http.answer_cache import CALLER_KEY
+from gateway.context import RequestContext
 from gateway.http.refusal import send_refusal
+from gateway.security.caller import Caller
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +44,6 @@ PUBLIC_PREFIXES = ("/graphql/assets/",)
 MIN_KEY_LENGTH = 16
 #: Largest token read; anything longer is refused without parsing.
 MAX_TOKEN_BYTES = 16_384
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling, as verified; what the answer cache and field authorization read."""
-
-    #: Digest of the principal and of the authorization that changes answers, never a key.
-    partition: str
-    #: When the caller's token expires (epoch seconds); None for keys and anonymous callers.
-    expires_at: float | None
-    #: A stable name of the principal for the rate limit and logs; None when anonymous.
-    subject: str | None
-    may_read_secrets: bool
-    scopes: frozenset[str] = field(default_factory=frozenset)
 
 
 class Unauthenticated(Exception):
@@ -317,9 +304,10 @@ class AuthenticationMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        state: dict[str, Any] = scope.setdefault("state", {})
+        context = RequestContext.of(scope)
         if not self.authenticator.required:
-            state.setdefault(CALLER_KEY, self.authenticator.anonymous)
+            if context.caller is None:
+                context.caller = self.authenticator.anonymous
             await self.app(scope, receive, send)
             return
         if is_public(scope):
@@ -330,7 +318,7 @@ class AuthenticationMiddleware:
         except Unauthenticated as exc:
             await self._refuse(scope, send, str(exc))
             return
-        state[CALLER_KEY] = caller
+        context.caller = caller
         await self.app(scope, receive, send)
 
     async def _refuse(self, scope: Scope, send: Send, message: str) -> None:

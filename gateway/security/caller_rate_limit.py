@@ -22,7 +22,7 @@ from redis.asyncio import BlockingConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config import Settings
-from gateway.http.answer_cache import CALLER_KEY
+from gateway.context import RequestContext
 from gateway.http.refusal import send_refusal
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,11 @@ class CallerQuota:
         ):
             await self.app(scope, receive, send)
             return
-        caller = scope.get("state", {}).get(CALLER_KEY)
+        caller = RequestContext.of(scope).caller
         if caller is None:  # a public request (GraphiQL's page): nothing executes
             await self.app(scope, receive, send)
             return
-        subject = getattr(caller, "subject", None)
-        who = subject or f"addr:{client_address(scope, self.trusted_proxies)}"
+        who = caller.subject or f"addr:{client_address(scope, self.trusted_proxies)}"
         retry_after = await self._spend(who)
         if retry_after is None:
             await self.app(scope, receive, send)

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import orjson
 from opentelemetry.trace import Tracer
 
 from gateway.config import Settings
+from gateway.lru import LRU
 from gateway.observe.request_record import note_lookup
 from gateway.observe.tracing import span
 from gateway.pcs import errors
@@ -120,8 +120,8 @@ class ClusterService:
         # With a remote cache, fresh answers are also kept here (bounded, never past their
         # freshness): a hot cluster costs no Redis round trip, and a burst that missed
         # Redis while a fetch landed finds its answer. The memory backend needs no copy.
-        self._near: OrderedDict[str, ClusterAnswer] = OrderedDict()
         self._near_limit = settings.cache_max_entries if store.kind == "redis" else 0
+        self._near: LRU[str, ClusterAnswer] = LRU(self._near_limit)
         self._prefix = f"pcsgw:{KEY_VERSION}:{client.endpoint}:"
 
     async def close(self) -> None:
@@ -207,19 +207,15 @@ class ClusterService:
         if answer is None:
             return None
         if answer.fresh_until <= self._clock():
-            del self._near[key]
+            self._near.pop(key)
             return None
-        self._near.move_to_end(key)
         return answer
 
     def _keep_near(self, keys: list[str], answer: ClusterAnswer) -> None:
         if self._near_limit == 0:
             return
         for key in keys:
-            self._near[key] = answer
-            self._near.move_to_end(key)
-        while len(self._near) > self._near_limit:
-            self._near.popitem(last=False)
+            self._near.put(key, answer)
 
     def _fresh_answer(self, identifier: str, entry: _Entry) -> ClusterAnswer | None:
         now = self._clock()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -19,6 +18,7 @@ from aiocache.serializers import NullSerializer
 from redis.asyncio import BlockingConnectionPool
 
 from gateway.config import Settings
+from gateway.lru import LRU
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
         super().__init__(serializer=NullSerializer(), **kwargs)
         self.max_entries = max_entries
         self._stats = stats
-        self._entries: OrderedDict[str, tuple[float | None, Any]] = OrderedDict()
+        self._entries: LRU[str, tuple[float | None, Any]] = LRU(max_entries)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -66,9 +66,8 @@ class BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
             return None
         expires, value = found
         if expires is not None and expires <= time.monotonic():
-            del self._entries[key]
+            self._entries.pop(key)
             return None
-        self._entries.move_to_end(key)
         return value
 
     async def _multi_get(self, keys: list[str], encoding: str = "utf-8", _conn: Any = None) -> Any:
@@ -83,11 +82,7 @@ class BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
         _conn: Any = None,
     ) -> bool:
         expires = time.monotonic() + ttl if ttl else None
-        self._entries[key] = (expires, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-            self._stats.evictions += 1
+        self._stats.evictions += self._entries.put(key, (expires, value))
         return True
 
     async def _multi_set(
@@ -101,12 +96,12 @@ class BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
         return await self._get(key) is not None
 
     async def _delete(self, key: str, _conn: Any = None) -> int:
-        return 1 if self._entries.pop(key, None) is not None else 0
+        return 1 if self._entries.pop(key) is not None else 0
 
     async def _clear(self, namespace: str | None = None, _conn: Any = None) -> bool:
         if namespace:
             for key in [k for k in self._entries if k.startswith(namespace)]:
-                del self._entries[key]
+                self._entries.pop(key)
         else:
             self._entries.clear()
         return True

@@ -1,0 +1,46 @@
+"""The long-lived parts of a running gateway, made in the lifespan and read by each request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.config import Settings
+from gateway.graphiql import GraphiQLPage
+from gateway.graphql.apq import PersistedQueries
+from gateway.observe.metrics import Metrics
+from gateway.observe.tracing import Tracing
+from gateway.pcs.client import PcsClient
+from gateway.service.clusters import ClusterService
+from gateway.service.store import CacheStats, CacheStore
+
+
+@dataclass
+class ObserveParts:
+    """Metrics, made with the app; tracing, when the `OTEL_*` variables turn it on."""
+
+    metrics: Metrics
+    tracing: Tracing | None = None
+
+
+@dataclass
+class GraphQLParts:
+    """What the GraphQL view serves besides the schema: persisted queries and GraphiQL."""
+
+    apq: PersistedQueries | None = None
+    graphiql: GraphiQLPage | None = None
+
+
+@dataclass
+class GatewayState:
+    """The long-lived parts, made in the lifespan and handed to each request."""
+
+    settings: Settings
+    observe: ObserveParts
+    graphql: GraphQLParts = field(default_factory=GraphQLParts)
+    stats: CacheStats = field(default_factory=CacheStats)
+    service: ClusterService | None = None
+    store: CacheStore | None = None
+    client: PcsClient | None = None
+    ready: bool = False
+    draining: bool = False
+    demo_endpoint: str | None = None
