@@ -1,6 +1,4 @@
-"""How the cluster service reports its cache lookups: an interface it defines, observability
-implements.
-"""
+"""How the cluster service reports lookups: an interface it defines, observability implements."""
 
 from __future__ import annotations
 
@@ -19,8 +17,10 @@ class LookupObserver(Protocol):
     """Observes cluster lookups: each one's outcome, and the cache read in it."""
 
     def looked_up(self, outcome: str, aws_request_id: str | None = None) -> None:
-        """A lookup ended (hit, negative_hit, miss, coalesced, stale), after the PCS call
-        with `aws_request_id` when it waited on one."""
+        """A lookup ended: hit, negative_hit, miss, coalesced or stale.
+
+        `aws_request_id` names the PCS call it waited on, if any.
+        """
 
     def reading(self, backend: str) -> AbstractContextManager[CacheRead]:
         """A read of the `backend` cache is starting; entered for the whole read."""
