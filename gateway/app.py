@@ -32,6 +32,7 @@ from gateway.observe.metrics import (
 )
 from gateway.observe.request_log import RequestLogMiddleware, hit_observer
 from gateway.observe.tracing import Tracing
+from gateway.observe.upstream import ObservedCalls, ObservedLookups
 from gateway.pcs.client import PcsClient
 from gateway.security.layers import security_middleware
 from gateway.service import store as cache
@@ -108,13 +109,14 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
                 endpoint_url=endpoint_url,
                 region_name=DEMO_REGION if settings.demo else None,
                 credentials=credentials,
-                metrics=metrics,
-                tracer=tracer,
+                observer=ObservedCalls(metrics=metrics, tracer=tracer),
             )
         )
         state.store = store
         state.client = client
-        state.service = ClusterService(client, store, settings, state.stats, tracer=tracer)
+        state.service = ClusterService(
+            client, store, settings, state.stats, observer=ObservedLookups(tracer=tracer)
+        )
         state.graphql.apq = PersistedQueries(
             max_entries=settings.persisted_queries_max_entries,
             shared=store if store.kind == "redis" else None,

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.api_keys import parse_api_keys, read_api_keys_file
+
 ENV_PREFIX = "PCS_GATEWAY_"
 
 
@@ -251,8 +253,6 @@ class Settings(BaseSettings):
     @classmethod
     def _keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            from gateway.security.authentication import parse_api_keys
-
             parse_api_keys(value.get_secret_value())
         return value
 
@@ -260,8 +260,6 @@ class Settings(BaseSettings):
     @classmethod
     def _keys_file_reads(cls, value: Path | None) -> Path | None:
         if value is not None:
-            from gateway.security.authentication import read_api_keys_file
-
             read_api_keys_file(value)
         return value
 

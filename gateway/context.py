@@ -7,22 +7,95 @@ produces it; the others read it. It lives in `scope["state"]` under one key:
     context.caller = caller              # the authentication layer
     if context.caller is not None and context.caller.may_read_secrets: ...
 
-The service and PCS layers below GraphQL never see it: they note into the request record
-through `gateway.observe.request_record`, whose record the request log puts here too.
+The service and PCS layers below GraphQL never see it: they report through their observer
+interfaces, whose implementations in `gateway.observe` note into the request's record. The
+record also travels in a context variable kept here, so tasks a request starts (the
+single-flight call) note into the request that started them.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import MutableMapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.observe.request_record import RequestRecord
-from gateway.security.caller import Caller
-
 #: The one key of `scope["state"]` the gateway uses.
 KEY = "pcsgw"
+
+
+#: A GraphQL Name of at most 100 characters: a client's `operationName` that is not one is
+#: never noted, logged or made a metric label.
+OPERATION_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,99}")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What one request did, noted by the layers it passed through."""
+
+    request_id: str
+    operation: str | None = None
+    operation_type: str | None = None
+    #: success, partial, error or refused; None when no GraphQL operation was asked for.
+    outcome: str | None = None
+    error_codes: list[str] = field(default_factory=list)
+    #: Cluster cache lookups by outcome: hit, negative_hit, miss, coalesced, stale.
+    lookups: dict[str, int] = field(default_factory=dict)
+    aws_request_ids: list[str] = field(default_factory=list)
+
+    def cache_outcome(self) -> str | None:
+        """The lookups' outcomes in one word, or joined with `+` when they differ."""
+        if not self.lookups:
+            return None
+        return "+".join(self.lookups)
+
+
+_CURRENT: ContextVar[RequestRecord | None] = ContextVar("pcsgw_request", default=None)
+
+
+def current() -> RequestRecord | None:
+    """The record of the request being served, if any."""
+    return _CURRENT.get()
+
+
+def recording(record: RequestRecord) -> Token[RequestRecord | None]:
+    """Make `record` the current one; reset the returned token when the request ends."""
+    return _CURRENT.set(record)
+
+
+def note_lookup(outcome: str, aws_request_id: str | None = None) -> None:
+    """A cluster cache lookup of the current request, and the PCS call it waited on."""
+    record = _CURRENT.get()
+    if record is not None:
+        record.lookups[outcome] = record.lookups.get(outcome, 0) + 1
+        note_upstream(aws_request_id)
+
+
+def note_upstream(aws_request_id: str | None) -> None:
+    """The AWS request id of a PCS call the current request made."""
+    record = _CURRENT.get()
+    if (
+        record is not None
+        and aws_request_id is not None
+        and aws_request_id not in record.aws_request_ids
+    ):
+        record.aws_request_ids.append(aws_request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as verified; what the answer cache and field authorization read."""
+
+    #: Digest of the principal and of the authorization that changes answers, never a key.
+    partition: str
+    #: When the caller's token expires (epoch seconds); None for keys and anonymous callers.
+    expires_at: float | None
+    #: A stable name of the principal for the rate limit and logs; None when anonymous.
+    subject: str | None
+    may_read_secrets: bool
+    scopes: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(slots=True)

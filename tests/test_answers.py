@@ -14,10 +14,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.context import AnswerFacts, RequestContext
+from gateway.context import AnswerFacts, Caller, RequestContext
 from gateway.emulator.seed import minimal
 from gateway.http.answer_cache import AnswerCache, AnswerStats
-from gateway.security.caller import Caller
 from tests.conftest import Gateway, GatewayFactory
 from tests.servers import Emulator, ServerThread
 

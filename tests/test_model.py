@@ -16,15 +16,16 @@ from graphql import (
 
 from gateway.graphql.schema import build_schema
 from gateway.pcs import model
+from tools import pcs_model
 
 
 def test_shipped_model_has_everything_the_installed_sdk_knows() -> None:
-    _, removed = model.diff_models(model.installed_sdk_model(), model.load_model())
+    _, removed = pcs_model.diff_models(pcs_model.installed_sdk_model(), model.load_model())
     assert removed == [], f"the shipped PCS model lacks what the installed botocore has: {removed}"
 
 
 def test_shipped_model_carries_what_pcs_added_since_the_pinned_sdk() -> None:
-    facts = model.facts(model.load_model())
+    facts = pcs_model.facts(model.load_model())
     for fact in (
         "member ClusterSlurmConfiguration.slurmRest",
         "member ClusterSlurmConfiguration.jwtAuth",
@@ -59,7 +60,7 @@ def test_diff_lists_added_and_removed_shapes_members_and_enum_values() -> None:
             "B": {"type": "structure", "members": {}},
         }
     }
-    added, removed = model.diff_models(old, new)
+    added, removed = pcs_model.diff_models(old, new)
     assert added == ["enum E.THREE", "member A.y", "shape B"]
     assert removed == ["enum E.TWO"]
 
@@ -74,9 +75,9 @@ def test_strip_documentation_keeps_every_fact() -> None:
             }
         }
     }
-    stripped = model.strip_documentation(raw)
+    stripped = pcs_model.strip_documentation(raw)
     assert stripped == {"shapes": {"A": {"type": "structure", "members": {"m": {"shape": "S"}}}}}
-    assert model.facts(stripped) == model.facts(raw)
+    assert pcs_model.facts(stripped) == pcs_model.facts(raw)
 
 
 async def test_the_sdk_session_reads_the_shipped_model() -> None:
@@ -135,6 +136,6 @@ def test_graphql_cluster_type_covers_every_member_and_enum_value_of_the_model() 
 def test_model_command_reports_the_sdk_difference(
     argument: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert model.main(argument) == 0
+    assert pcs_model.main(argument) == 0
     out = capsys.readouterr().out
     assert "+ member ClusterSlurmConfiguration.slurmRest" in out

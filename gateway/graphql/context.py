@@ -14,8 +14,7 @@ from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
 from gateway.config import Settings
-from gateway.context import AnswerFacts, RequestContext
-from gateway.security.caller import Caller
+from gateway.context import AnswerFacts, Caller, RequestContext
 from gateway.service.clusters import ClusterAnswer, ClusterService
 
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 
+from gateway.context import OPERATION_NAME, RequestRecord
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import INTERNAL, REQUEST_ERROR_CODES
-from gateway.observe.request_record import OPERATION_NAME, RequestRecord
 
 
 class OperationReport(SchemaExtension):

@@ -31,10 +31,9 @@ from starlette.datastructures import State
 from starlette.routing import Router
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.context import AnswerFacts, RequestContext
+from gateway.context import AnswerFacts, Caller, RequestContext
 from gateway.lru import LRU
 from gateway.observe.request_id import REQUEST_ID_HEADER, request_id_of
-from gateway.security.caller import Caller
 
 #: Request headers that never change an answer: left out of the key so that, e.g., a
 #: client's own request id does not make every request a miss.

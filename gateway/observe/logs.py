@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.config import Environment, Settings
-from gateway.observe.request_record import current
+from gateway.context import current
 
 #: What logging records carry under this attribute is written as fields of the line.
 FIELDS = "fields"

@@ -25,7 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.observe.request_record import OPERATION_NAME
+from gateway.context import OPERATION_NAME
 from gateway.service.store import CacheStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

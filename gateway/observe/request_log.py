@@ -4,7 +4,7 @@ A request's id is the caller's `X-Request-ID` when that is 1 to 128 characters o
 digits and `._:-`, else a new random one; every response carries it back in `X-Request-ID`,
 answers of the answer cache included. While a request runs, the layers below note in its
 `RequestRecord` what they did (the operation, its outcome and error codes, each cluster
-cache lookup, the AWS request ids of PCS calls; see `gateway.observe.request_record`); its line is
+cache lookup, the AWS request ids of PCS calls; see `gateway.context`); its line is
 written once the response has gone, and the GraphQL operation is counted in the metrics.
 """
 
@@ -20,11 +20,10 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.context import RequestContext
+from gateway.context import RequestContext, RequestRecord, recording
 from gateway.observe.logs import log_fields
 from gateway.observe.metrics import GRAPHQL_ROUTE, QUIET_ROUTES, UNKNOWN, Metrics, route_of
 from gateway.observe.request_id import REQUEST_ID_HEADER, request_id_of
-from gateway.observe.request_record import RequestRecord, recording
 from gateway.observe.tracing import Tracing, incoming_context, span
 
 log = logging.getLogger("gateway.requests")

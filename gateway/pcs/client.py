@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,23 +22,25 @@ from botocore.exceptions import (
     NoCredentialsError,
     PartialCredentialsError,
 )
-from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 
 from gateway.config import Settings
-from gateway.observe.metrics import OTHER, Metrics
-from gateway.observe.request_record import note_upstream
-from gateway.observe.tracing import span
 from gateway.pcs import errors
 from gateway.pcs.breaker import CircuitBreaker
 from gateway.pcs.cluster import Cluster, parse_cluster
-from gateway.pcs.model import DATA_PATH, SERVICE_NAME, error_codes
+from gateway.pcs.model import DATA_PATH, SERVICE_NAME
+from gateway.pcs.observer import (
+    SUCCESS,
+    CallResult,
+    CallTarget,
+    NoObserver,
+    UpstreamObserver,
+    outcome_of,
+)
 from gateway.pcs.rate_budget import TokenBucket
 
 log = logging.getLogger(__name__)
 
 GET_CLUSTER = "GetCluster"
-#: Outcome labels that are AWS error codes: the model's exceptions and the credential codes.
-KNOWN_ERROR_CODES = error_codes() | errors.CREDENTIAL_ERROR_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,23 +69,18 @@ class PcsClient:
         endpoint: str,
         limiter: TokenBucket | None = None,
         breaker: CircuitBreaker | None = None,
-        metrics: Metrics | None = None,
-        tracer: Tracer | None = None,
+        observer: UpstreamObserver | None = None,
     ) -> None:
         self._client = client
         #: Where calls go: the endpoint URL and region; part of every cache key.
         self.endpoint = endpoint
         self.limiter = limiter
         self.breaker = breaker
-        self._metrics = metrics
-        self._tracer = tracer
-        self._span_attributes = {
-            "rpc.system": "aws-api",
-            "rpc.service": "PCS",
-            "rpc.method": GET_CLUSTER,
-            "cloud.region": str(getattr(client.meta, "region_name", "") or ""),
-            "server.address": str(getattr(client.meta, "endpoint_url", "") or ""),
-        }
+        self._observer = observer or NoObserver()
+        self._target = CallTarget(
+            region=str(getattr(client.meta, "region_name", "") or ""),
+            address=str(getattr(client.meta, "endpoint_url", "") or ""),
+        )
         if limiter is not None:
             # Every HTTP attempt takes a token, the SDK's retries included: the rate is
             # what PCS receives, not how many calls the gateway started.
@@ -108,8 +105,7 @@ class PcsClient:
         endpoint_url: str | None = None,
         region_name: str | None = None,
         credentials: Mapping[str, str] | None = None,
-        metrics: Metrics | None = None,
-        tracer: Tracer | None = None,
+        observer: UpstreamObserver | None = None,
     ) -> AsyncIterator[PcsClient]:
         """Make the client once for the process; close it when the block ends."""
         session = make_session()
@@ -146,50 +142,34 @@ class PcsClient:
                 endpoint=where,
                 limiter=limiter,
                 breaker=breaker,
-                metrics=metrics,
-                tracer=tracer,
+                observer=observer,
             )
 
     async def get_cluster(self, identifier: str) -> FetchedCluster:
         """GetCluster by name or id, within the rate limit and the breaker; raises PcsError.
 
-        Each call is counted by outcome and timed (rate-limit wait and the SDK's retries
-        included), its AWS request id noted in the request log, and spanned when tracing.
+        Each call is reported to the observer: its outcome, duration (rate-limit wait and
+        the SDK's retries included), AWS request id and HTTP status.
         """
         started = time.perf_counter()
-        with self._span(identifier) as current_span:
+        with self._observer.call(GET_CLUSTER, self._target, identifier) as report:
             try:
                 fetched = await self._guarded_get_cluster(identifier)
             except errors.PcsError as exc:
-                self._account(started, outcome_of(exc), exc.request_id, exc.http_status)
-                if current_span is not None:
-                    _describe_failure(current_span, exc)
+                report.finished(
+                    CallResult(
+                        outcome_of(exc),
+                        time.perf_counter() - started,
+                        exc.request_id,
+                        exc.http_status,
+                        error=type(exc).__name__,
+                    )
+                )
                 raise
-            self._account(started, "success", fetched.request_id, 200)
-            if current_span is not None and fetched.request_id is not None:
-                current_span.set_attribute("aws.request_id", fetched.request_id)
-                current_span.set_attribute("http.response.status_code", 200)
-            return fetched
-
-    def _span(self, identifier: str) -> AbstractContextManager[Span | None]:
-        if self._tracer is None:
-            return span(None, "")
-        return span(
-            self._tracer,
-            f"PCS.{GET_CLUSTER}",
-            kind=SpanKind.CLIENT,
-            attributes={**self._span_attributes, "aws.pcs.cluster_identifier": identifier},
-        )
-
-    def _account(
-        self, started: float, outcome: str, request_id: str | None, http_status: int | None
-    ) -> None:
-        note_upstream(request_id)
-        if self._metrics is not None:
-            self._metrics.upstream_calls.labels(GET_CLUSTER, outcome).inc()
-            self._metrics.upstream_latency.labels(GET_CLUSTER).observe(
-                time.perf_counter() - started
+            report.finished(
+                CallResult(SUCCESS, time.perf_counter() - started, fetched.request_id, 200)
             )
+            return fetched
 
     async def _guarded_get_cluster(self, identifier: str) -> FetchedCluster:
         breaker = self.breaker
@@ -288,31 +268,6 @@ def _from_client_error(exc: ClientError) -> errors.PcsError:
 
 
 _UNREADABLE = "PCS sent an answer the gateway could not read."
-
-
-def outcome_of(exc: errors.PcsError) -> str:
-    """The metrics outcome of a failed call: PCS's error code, or why no answer came."""
-    code = exc.aws_error_code
-    if code is not None:
-        return code if code in KNOWN_ERROR_CODES else OTHER
-    if isinstance(exc, errors.CircuitOpen):
-        return "circuit_open"
-    if isinstance(exc, errors.Throttled):
-        return "held_back"  # the gateway's own rate limit: PCS never saw the call
-    if isinstance(exc, errors.GatewayCredentialsError):
-        return "no_credentials"
-    if exc.request_id is not None or exc.http_status is not None:
-        return "unreadable"  # PCS answered, with a body the gateway could not read
-    return "unreachable"  # timeout, refused or reset connection
-
-
-def _describe_failure(current_span: Span, exc: errors.PcsError) -> None:
-    current_span.set_status(StatusCode.ERROR, type(exc).__name__)
-    current_span.set_attribute("error.type", outcome_of(exc))
-    if exc.request_id is not None:
-        current_span.set_attribute("aws.request_id", exc.request_id)
-    if exc.http_status is not None:
-        current_span.set_attribute("http.response.status_code", exc.http_status)
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,16 +16,14 @@ from functools import cache
 from typing import Any
 
 import orjson
-from opentelemetry.trace import Tracer
 
 from gateway.config import Settings
 from gateway.lru import LRU
-from gateway.observe.request_record import note_lookup
-from gateway.observe.tracing import span
 from gateway.pcs import errors
 from gateway.pcs.client import FetchedCluster, PcsClient
 from gateway.pcs.cluster import Cluster, parse_cluster
 from gateway.pcs.model import identifier_pattern
+from gateway.service.observer import LookupObserver, NoLookupObserver
 from gateway.service.store import CacheStats, CacheStore
 
 log = logging.getLogger(__name__)
@@ -108,10 +106,10 @@ class ClusterService:
         stats: CacheStats,
         *,
         clock: Callable[[], float] = time.time,
-        tracer: Tracer | None = None,
+        observer: LookupObserver | None = None,
     ) -> None:
         self._client = client
-        self._tracer = tracer
+        self._observer = observer or NoLookupObserver()
         self._store = store
         self._settings = settings
         self.stats = stats
@@ -145,7 +143,7 @@ class ClusterService:
         """The cluster by name or id; raises InvalidIdentifier or a PcsError.
 
         Each lookup's outcome (hit, negative_hit, miss, coalesced, stale) and the AWS
-        request id of the call it waited on are noted in the request log.
+        request id of the call it waited on are reported to the observer.
         """
         check_identifier(identifier)
         key = self.key(identifier)
@@ -153,7 +151,7 @@ class ClusterService:
             answer = await self._lookup(identifier, key)
             if answer is not None:
                 self.stats.hits += 1
-                note_lookup("hit")
+                self._observer.looked_up("hit")
                 return answer
         flight = self._flights.get(key)
         if flight is None:
@@ -170,18 +168,17 @@ class ClusterService:
             # fetch others are waiting on; its answer still fills the cache.
             answer = await asyncio.shield(flight)
         except errors.PcsError as exc:
-            note_lookup(outcome, exc.request_id)
+            self._observer.looked_up(outcome, exc.request_id)
             raise
         if answer.stale:
-            note_lookup("stale")
+            self._observer.looked_up("stale")
         else:
-            note_lookup(outcome, answer.request_id)
+            self._observer.looked_up(outcome, answer.request_id)
         return answer
 
     async def _lookup(self, identifier: str, key: str) -> ClusterAnswer | None:
         """A fresh answer from the near copy or the store; None: PCS must be asked."""
-        attributes = None if self._tracer is None else {"pcsgw.cache.backend": self._store.kind}
-        with span(self._tracer, "cache.lookup", attributes=attributes) as current_span:
+        with self._observer.reading(self._store.kind) as read:
             try:
                 answer = self._near_answer(key)
                 if answer is None and key not in self._flights:
@@ -192,14 +189,10 @@ class ClusterService:
                     # its answer is as new as anything the read could have found.
                     answer = answer or self._near_answer(key)
             except errors.ResourceNotFound:
-                note_lookup("negative_hit")
-                if current_span is not None:
-                    current_span.set_attribute("pcsgw.cache.outcome", "negative_hit")
+                self._observer.looked_up("negative_hit")
+                read.found("negative_hit")
                 raise
-            if current_span is not None:
-                current_span.set_attribute(
-                    "pcsgw.cache.outcome", "miss" if answer is None else "hit"
-                )
+            read.found("miss" if answer is None else "hit")
             return answer
 
     def _near_answer(self, key: str) -> ClusterAnswer | None:

@@ -1,0 +1,142 @@
+"""Observers of the data path: PCS calls and cluster lookups into metrics, spans and the log.
+
+`ObservedCalls` implements the PCS client's `UpstreamObserver`, `ObservedLookups` the
+cluster service's `LookupObserver`; either works without metrics or tracing.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+
+from gateway.context import note_lookup, note_upstream
+from gateway.observe.metrics import OTHER, Metrics
+from gateway.observe.tracing import span
+from gateway.pcs.observer import OUTCOMES, CallResult, CallTarget
+from gateway.service.observer import CacheRead, NoLookupObserver
+
+
+def outcome_label(outcome: str) -> str:
+    """A call's outcome as a label: bounded to the outcomes the client names, else `other`."""
+    return outcome if outcome in OUTCOMES else OTHER
+
+
+class ObservedCalls:
+    """PCS calls counted and timed by operation and outcome, spanned, noted in the request."""
+
+    def __init__(self, *, metrics: Metrics | None = None, tracer: Tracer | None = None) -> None:
+        self._metrics = metrics
+        self._tracer = tracer
+
+    def call(self, operation: str, target: CallTarget, identifier: str) -> _ObservedCall:
+        return _ObservedCall(self, operation, target, identifier)
+
+    def _finished(self, operation: str, result: CallResult, current: Span | None) -> None:
+        note_upstream(result.request_id)
+        label = outcome_label(result.outcome)
+        if self._metrics is not None:
+            self._metrics.upstream_calls.labels(operation, label).inc()
+            self._metrics.upstream_latency.labels(operation).observe(result.seconds)
+        if current is None:
+            return
+        if result.error is not None:
+            current.set_status(StatusCode.ERROR, result.error)
+            current.set_attribute("error.type", label)
+        if result.request_id is not None:
+            current.set_attribute("aws.request_id", result.request_id)
+        if result.http_status is not None:
+            current.set_attribute("http.response.status_code", result.http_status)
+
+
+class _ObservedCall:
+    """One call: its span (when tracing) open for the block, its report to the observer."""
+
+    __slots__ = ("_calls", "_identifier", "_opened", "_operation", "_span", "_target")
+
+    def __init__(
+        self, calls: ObservedCalls, operation: str, target: CallTarget, identifier: str
+    ) -> None:
+        self._calls = calls
+        self._operation = operation
+        self._target = target
+        self._identifier = identifier
+        self._opened: AbstractContextManager[Span | None] | None = None
+        self._span: Span | None = None
+
+    def __enter__(self) -> _ObservedCall:
+        tracer = self._calls._tracer
+        if tracer is not None:
+            self._opened = span(
+                tracer,
+                f"PCS.{self._operation}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "rpc.system": "aws-api",
+                    "rpc.service": "PCS",
+                    "rpc.method": self._operation,
+                    "cloud.region": self._target.region,
+                    "server.address": self._target.address,
+                    "aws.pcs.cluster_identifier": self._identifier,
+                },
+            )
+            self._span = self._opened.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        if self._opened is None:
+            return None
+        return self._opened.__exit__(exc_type, exc, traceback)
+
+    def finished(self, result: CallResult) -> None:
+        self._calls._finished(self._operation, result, self._span)
+
+
+class ObservedLookups:
+    """Cluster lookups noted in the request record; their cache reads spanned when tracing."""
+
+    def __init__(self, *, tracer: Tracer | None = None) -> None:
+        self._tracer = tracer
+
+    def looked_up(self, outcome: str, aws_request_id: str | None = None) -> None:
+        note_lookup(outcome, aws_request_id)
+
+    def reading(self, backend: str) -> AbstractContextManager[CacheRead]:
+        if self._tracer is None:
+            return _UNTRACED_READ
+        return _TracedRead(self._tracer, backend)
+
+
+_UNTRACED_READ = NoLookupObserver().reading("")
+
+
+class _TracedRead:
+    """The `cache.lookup` span of one read, with the backend and what the read found."""
+
+    __slots__ = ("_opened", "_span")
+
+    def __init__(self, tracer: Tracer, backend: str) -> None:
+        self._opened = span(tracer, "cache.lookup", attributes={"pcsgw.cache.backend": backend})
+        self._span: Span | None = None
+
+    def __enter__(self) -> _TracedRead:
+        self._span = self._opened.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        return self._opened.__exit__(exc_type, exc, traceback)
+
+    def found(self, outcome: str) -> None:
+        if self._span is not None:
+            self._span.set_attribute("pcsgw.cache.outcome", outcome)
