@@ -305,6 +305,7 @@ def demo_regions() -> dict[str, list[dict[str, Any]]]:
     west = [
         west_full,
         minimal("demo-eu-active", region="eu-west-1"),
+        minimal("demo-minimal", region="eu-west-1"),
         minimal("demo-eu-creating", "CREATING", region="eu-west-1"),
     ]
     return {REGION: east, "eu-west-1": west}

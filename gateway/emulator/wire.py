@@ -55,7 +55,9 @@ def error_body(
             "message": message
             or f"1 validation error detected: {subject.field} failed the pattern",
             "reason": "fieldValidationFailed",
-            "fieldList": [{"name": subject.field, "message": message or "does not match"}],
+            "fieldList": [
+                {"name": subject.field, "message": message or "does not match the pattern"}
+            ],
         }
     elif code in ("ResourceNotFoundException", "ConflictException"):
         kind = subject.resource_type[0].upper() + subject.resource_type[1:]
