@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+import strawberry
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from gateway.emulator.seed import demo_regions
+from gateway.graphql.queue_types import Queue
 from gateway.pcs import model
 from gateway.pcs.client import make_session
+from gateway.pcs.cluster import parse_cluster
+from gateway.pcs.compute_node_group import ComputeNodeGroup as PcsComputeNodeGroup
+from gateway.pcs.compute_node_group import parse_compute_node_group
+from gateway.pcs.queue import parse_queue
+from gateway.pcs.summary import Tags, parse_page, parse_queue_summary, parse_tags
+from gateway.service.clusters import ClusterAnswer
 from tests.servers import Emulator, ServerThread
 from tests.test_emulator import FULL, pages
 
@@ -308,3 +318,139 @@ def test_a_fault_for_an_operation_pcs_lacks_is_refused(fresh: Emulator) -> None:
     response = fresh.http.put("/_emulator/faults", json={"operations": {"GetQueues": {}}})
     assert response.status_code == 400
     assert "GetQueues" in response.json()["error"]
+
+
+class PcsGraph:
+    """The `resources` a request context offers the types, here straight over the PCS client."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.regions: list[str] = []
+
+    async def cluster(self, region: str, identifier: str) -> ClusterAnswer | None:
+        self.regions.append(region)
+        wire = await self.client.get_cluster(clusterIdentifier=identifier)
+        return ClusterAnswer(parse_cluster(wire["cluster"]), time.time(), time.time(), False, None)
+
+    async def compute_node_group(
+        self, region: str, cluster_id: str, identifier: str
+    ) -> PcsComputeNodeGroup | None:
+        self.regions.append(region)
+        wire = await self.client.get_compute_node_group(
+            clusterIdentifier=cluster_id, computeNodeGroupIdentifier=identifier
+        )
+        return parse_compute_node_group(wire["computeNodeGroup"])
+
+    async def tags(self, region: str, arn: str) -> Tags:
+        self.regions.append(region)
+        return parse_tags((await self.client.list_tags_for_resource(resourceArn=arn))["tags"])
+
+
+QUEUE_QUERY = """query($queue: String!) {
+  queue(identifier: $queue) {
+    name status statusRaw region clusterId
+    tags { key value }
+    cluster { name id }
+    computeNodeGroupConfigurations { computeNodeGroupId }
+    computeNodeGroups {
+      name status purchaseOption purchaseOptionRaw launchTemplateMode
+      customLaunchTemplate { id version }
+      scalingConfiguration { minInstanceCount maxInstanceCount }
+      instanceConfigs { instanceType }
+      spotOptions { allocationStrategy allocationStrategyRaw }
+      slurmConfiguration { scaleDownIdleTimeInSeconds gresCustomSettings { key value } }
+      nodeLifecycleActions {
+        scriptCachingPolicy
+        stages {
+          nodeBootstrapped { name arguments onError executionPolicy scriptSource { checksum } }
+          nodeReady { name }
+        }
+      }
+      instanceHealthChecks {
+        healthMonitoring { mode repairAction }
+        deepHealthChecks { onStart { profile repairAction repairActionRaw } }
+      }
+      errorInfo { code }
+    }
+  }
+}"""
+
+
+async def test_queue_and_node_group_types_present_what_pcs_sent(pcs: Any) -> None:
+    @strawberry.type(description="One queue, for this test.")
+    class Query:
+        @strawberry.field(description="A queue of demo-full.")
+        async def queue(self, identifier: str) -> Queue | None:
+            wire = await pcs.get_queue(clusterIdentifier="demo-full", queueIdentifier=identifier)
+            return parse_queue(wire["queue"])  # type: ignore[return-value]
+
+    graph = PcsGraph(pcs)
+    schema = strawberry.Schema(query=Query)
+    result = await schema.execute(
+        QUEUE_QUERY,
+        variable_values={"queue": "gpu"},
+        context_value=SimpleNamespace(resources=graph),
+    )
+    assert result.errors is None
+    assert result.data is not None
+    queue = result.data["queue"]
+    assert (queue["name"], queue["status"], queue["statusRaw"]) == ("gpu", "ACTIVE", "ACTIVE")
+    assert queue["region"] == "us-east-1"
+    assert queue["cluster"] == {"name": "demo-full", "id": FULL["id"]}
+    assert {"key": "Name", "value": "gpu"} in queue["tags"]
+    groups = queue["computeNodeGroups"]
+    assert [g["purchaseOption"] for g in groups] == [
+        "SPOT",
+        "CAPACITY_BLOCK",
+        "INTERRUPTIBLE_CAPACITY_RESERVATION",
+    ]
+    spot = groups[0]
+    assert spot["spotOptions"] == {
+        "allocationStrategy": "PRICE_CAPACITY_OPTIMIZED",
+        "allocationStrategyRaw": "price-capacity-optimized",
+    }
+    assert spot["slurmConfiguration"]["gresCustomSettings"] == [
+        [
+            {"key": "Name", "value": "gpu"},
+            {"key": "Type", "value": "h100"},
+            {"key": "File", "value": "/dev/nvidia[0-7]"},
+        ],
+        [{"key": "Name", "value": "shard"}, {"key": "Count", "value": "8"}],
+    ]
+    [boot] = spot["nodeLifecycleActions"]["stages"]["nodeBootstrapped"]
+    assert boot["arguments"] == ["--fs", "lustre"]
+    assert len(boot["scriptSource"]["checksum"]) == 64
+    assert spot["instanceHealthChecks"]["deepHealthChecks"]["onStart"] == {
+        "profile": "QUICK",
+        "repairAction": "ISOLATE",
+        "repairActionRaw": "ISOLATE",
+    }
+    assert spot["errorInfo"] == []
+    assert set(graph.regions) == {"us-east-1"}
+
+
+async def test_a_minimal_queue_has_empty_lists_and_null_objects(pcs: Any) -> None:
+    wire = await pcs.get_queue(clusterIdentifier="demo-full", queueIdentifier="debug")
+    queue = parse_queue(wire["queue"])
+    assert queue.compute_node_group_configurations == ()
+    assert queue.slurm_configuration is None
+    assert queue.error_info == ()
+    login = await pcs.get_compute_node_group(
+        clusterIdentifier="demo-full", computeNodeGroupIdentifier="login"
+    )
+    group = parse_compute_node_group(login["computeNodeGroup"])
+    assert (group.spot_options, group.node_lifecycle_actions, group.purchase_option) == (
+        None,
+        None,
+        None,
+    )
+    assert group.scaling_configuration.max_instance_count == 4
+    assert group.created_at.tzinfo is not None
+
+
+async def test_list_summaries_parse_into_pages(pcs: Any) -> None:
+    answer = await pcs.list_queues(clusterIdentifier="demo-full", maxResults=3)
+    page = parse_page(answer, "queues", parse_queue_summary)
+    assert [q.name for q in page.items] == ["batch", "debug", "gpu"]
+    assert page.next_token == answer["nextToken"]
+    assert {q.cluster_id for q in page.items} == {FULL["id"]}
