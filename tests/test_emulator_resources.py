@@ -454,3 +454,26 @@ async def test_list_summaries_parse_into_pages(pcs: Any) -> None:
     assert [q.name for q in page.items] == ["batch", "debug", "gpu"]
     assert page.next_token == answer["nextToken"]
     assert {q.cluster_id for q in page.items} == {FULL["id"]}
+
+
+def test_a_cluster_put_with_a_broken_queue_changes_nothing(fresh: Emulator) -> None:
+    broken = dict(FULL, queues=[{"name": "no-id"}])
+    response = fresh.http.put("/_emulator/clusters/demo-full", json=broken)
+    assert response.status_code == 400
+    status, answer = call(fresh.url, "ListQueues", {"clusterIdentifier": "demo-full"})
+    assert status == 200
+    assert sorted(q["name"] for q in answer["queues"]) == sorted(q["name"] for q in FULL["queues"])
+
+
+def test_a_cluster_put_in_a_region_is_listed_there_only(fresh: Emulator) -> None:
+    from gateway.emulator.seed import minimal
+
+    added = minimal("demo-added", region="ap-south-1")
+    assert fresh.http.put("/_emulator/clusters/demo-added?region=ap-south-1", json=added).is_success
+    _, there = call(fresh.url, "ListClusters", {}, "ap-south-1")
+    assert [c["name"] for c in there["clusters"]] == ["demo-added"]
+    status, _ = call(fresh.url, "GetCluster", {"clusterIdentifier": "demo-added"})
+    assert status == 400
+    fresh.reset()
+    _, emptied = call(fresh.url, "ListClusters", {}, "ap-south-1")
+    assert emptied["clusters"] == []

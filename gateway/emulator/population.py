@@ -56,17 +56,22 @@ class Population:
             self.store(cluster)
 
     def store(self, seeded: Wire) -> None:
-        """Add or replace a cluster and the resources it carries."""
+        """Add or replace a cluster and the resources it carries; a bad one changes nothing."""
         cluster = {k: v for k, v in seeded.items() if k not in RESOURCE_KEYS}
-        self.remove(cluster["name"])
-        self.clusters[cluster["name"]] = cluster
-        self._tag(cluster["arn"], seeded.get("tags"))
-        for kind, store in (("queues", self.queues), ("computeNodeGroups", self.node_groups)):
-            members = store.setdefault(cluster["id"], {})
+        tags = {cluster["arn"]: seeded.get("tags")}
+        members: dict[str, dict[str, Wire]] = {"queues": {}, "computeNodeGroups": {}}
+        for kind, found in members.items():
             for item in seeded.get(kind) or ():
                 wire = {k: v for k, v in item.items() if k not in RESOURCE_KEYS}
-                members[wire["name"]] = wire
-                self._tag(wire["arn"], item.get("tags"))
+                found[wire["name"]] = wire
+                tags[wire["arn"]] = item.get("tags")
+        ident = cluster["id"]
+        self.remove(cluster["name"])
+        self.clusters[cluster["name"]] = cluster
+        self.queues[ident] = members["queues"]
+        self.node_groups[ident] = members["computeNodeGroups"]
+        for arn, given in tags.items():
+            self._tag(arn, given)
 
     def remove(self, name: str) -> None:
         """Forget a cluster, its queues, node groups and tags."""
