@@ -10,8 +10,11 @@ from collections.abc import AsyncIterator
 import uvicorn
 
 from gateway.emulator.app import create_emulator
+from gateway.emulator.seed import demo_regions
 
-DEMO_REGION = "us-east-1"
+#: The regions the demo emulator holds clusters in; the first is the default.
+DEMO_REGIONS = tuple(demo_regions())
+DEMO_REGION = DEMO_REGIONS[0]
 # The emulator checks that requests are signed, not by whom.
 DEMO_CREDENTIALS = {"aws_access_key_id": "demo", "aws_secret_access_key": "demo"}
 

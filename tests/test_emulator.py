@@ -11,7 +11,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from gateway.emulator.seed import FUTURE_VALUE_CLUSTERS, demo_clusters
+from gateway.emulator.seed import FUTURE_VALUE_CLUSTERS, demo_clusters, demo_regions
 from gateway.pcs import model
 from gateway.pcs.client import make_session
 from tests.servers import Emulator
@@ -107,6 +107,52 @@ async def test_list_clusters_pages_through_every_cluster(pcs: Any) -> None:
             assert problems == []
             names.append(summary["name"])
     assert sorted(names) == sorted(c["name"] for c in demo_clusters())
+
+
+FULL = next(c for c in demo_regions()["us-east-1"] if c["name"] == "demo-full")
+
+
+async def pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item of a listing, through botocore's paginator."""
+    found: list[dict[str, Any]] = []
+    async for page in client.get_paginator(operation).paginate(**kwargs):
+        found += page[key]
+    return found
+
+
+async def test_queues_and_node_groups_page_and_every_answer_fits_the_model(pcs: Any) -> None:
+    problems: list[str] = []
+    small = {"PageSize": 2}
+    queues = await pages(
+        pcs, "list_queues", "queues", clusterIdentifier="demo-full", PaginationConfig=small
+    )
+    groups = await pages(
+        pcs,
+        "list_compute_node_groups",
+        "computeNodeGroups",
+        clusterIdentifier=FULL["id"],
+        PaginationConfig=small,
+    )
+    assert sorted(q["name"] for q in queues) == sorted(q["name"] for q in FULL["queues"])
+    assert sorted(g["name"] for g in groups) == sorted(g["name"] for g in FULL["computeNodeGroups"])
+    for summary in queues:
+        conforms(summary, "QueueSummary", summary["name"], problems)
+        by_id = await pcs.get_queue(clusterIdentifier="demo-full", queueIdentifier=summary["id"])
+        conforms(by_id["queue"], "Queue", summary["name"], problems)
+        assert by_id["queue"]["name"] == summary["name"]
+        assert by_id["queue"]["clusterId"] == FULL["id"]
+    for summary in groups:
+        conforms(summary, "ComputeNodeGroupSummary", summary["name"], problems)
+        by_name = await pcs.get_compute_node_group(
+            clusterIdentifier=FULL["id"], computeNodeGroupIdentifier=summary["name"]
+        )
+        conforms(by_name["computeNodeGroup"], "ComputeNodeGroup", summary["name"], problems)
+        assert by_name["computeNodeGroup"]["id"] == summary["id"]
+    for arn in [FULL["arn"]] + [r["arn"] for r in queues + groups]:
+        tags = await pcs.list_tags_for_resource(resourceArn=arn)
+        conforms({"tags": tags["tags"]}, "ListTagsForResourceResponse", arn, problems)
+        assert tags["tags"]["team"] == "research-computing"
+    assert problems == []
 
 
 # PCS's model sets no httpStatusCode: AWS JSON 1.0 then answers 400, or 500 for faults.

@@ -6,6 +6,8 @@ A fault plan is JSON, given at start in `PCS_EMULATOR_FAULTS` or put to
     {"global": {"latencySeconds": 0.2},
      "clusters": {"demo-active": {"error": "ThrottlingException", "times": 3},
                   "demo-full": {"rateLimitPerSecond": 1}},
+     "operations": {"GetQueue": {"error": "InternalServerException", "times": 1}},
+     "resources": {"batch": {"latencySeconds": 1}},
      "rateLimitPerSecond": 5}
 
 A fault has any of `error` (one of the six PCS exceptions' names, or any other code,
@@ -14,8 +16,14 @@ model implies: an AWS front end may answer 503 ServiceUnavailableException),
 `retryAfterSeconds` (what a ThrottlingException advises), `latencySeconds`, `reset` (the
 connection is cut mid-answer), `malformed` (`garbage`, `truncated` or `empty`),
 `rateLimitPerSecond` (calls above this rate are throttled) and `times` (how many calls it
-hits before it wears off; absent means for ever). The plan's own `rateLimitPerSecond`
-throttles all GetCluster calls together, as PCS's account quota does.
+hits before it wears off; absent means for ever).
+
+`clusters` faults hit GetCluster calls for that cluster (by the identifier the call names);
+`operations` faults hit every call of one PCS operation; `resources` faults hit the calls
+that name a queue or compute node group (GetQueue, GetComputeNodeGroup, by the identifier
+the call names) or a resource's ARN (ListTagsForResource). The most specific fault wins:
+resource or cluster, then operation, then `global`. The plan's own `rateLimitPerSecond`
+throttles all calls together, as PCS's account quota does.
 """
 
 from __future__ import annotations
@@ -25,12 +33,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.pcs.model import load_model
+
 MALFORMED_KINDS = frozenset({"garbage", "truncated", "empty"})
 FAULT_KEYS = frozenset(
     {"error", "httpStatus", "retryAfterSeconds", "latencySeconds", "reset", "malformed"}
     | {"rateLimitPerSecond", "times"}
 )
-PLAN_KEYS = frozenset({"global", "clusters", "rateLimitPerSecond"})
+PLAN_KEYS = frozenset({"global", "clusters", "operations", "resources", "rateLimitPerSecond"})
 #: What an AWS error code looks like (`__type` after the `#`).
 _ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,99}")
 #: How long PCS advises to wait when it throttles, unless a fault says otherwise.
@@ -152,6 +162,8 @@ class FaultPlan:
 
     everywhere: Fault | None = None
     by_identifier: dict[str, Fault] = field(default_factory=dict)
+    by_operation: dict[str, Fault] = field(default_factory=dict)
+    by_resource: dict[str, Fault] = field(default_factory=dict)
     rate_limit: RateLimit | None = None
 
     @classmethod
@@ -162,40 +174,64 @@ class FaultPlan:
         unknown = set(raw) - PLAN_KEYS
         if unknown:
             raise FaultPlanError(f"unknown plan keys: {sorted(unknown)}")
-        clusters = raw.get("clusters") or {}
-        if not isinstance(clusters, dict):
-            raise FaultPlanError("clusters maps identifiers to faults")
+        clusters = _faults(raw, "clusters", "clusters maps identifiers to faults")
+        operations = _faults(raw, "operations", "operations maps PCS operation names to faults")
+        known = set(load_model()["operations"])
+        strangers = sorted(set(operations) - known)
+        if strangers:
+            raise FaultPlanError(f"operations: not PCS operations: {strangers}")
+        resources = _faults(raw, "resources", "resources maps names, ids or ARNs to faults")
         rate = _number(raw, "rateLimitPerSecond", 0.001, 100_000)
         return cls(
             everywhere=Fault.parse(raw["global"]) if raw.get("global") else None,
-            by_identifier={str(k): Fault.parse(v) for k, v in clusters.items()},
+            by_identifier=clusters,
+            by_operation=operations,
+            by_resource=resources,
             rate_limit=None if rate is None else RateLimit(rate),
         )
 
-    def throttles(self, identifier: str | None) -> Fault | None:
+    def _candidates(
+        self, operation: str, identifier: str | None, resource: str | None
+    ) -> list[Fault | None]:
+        # Most specific first: the resource or cluster named, the operation, everything.
+        named = self.by_resource.get(resource) if resource is not None else None
+        if named is None and identifier is not None and operation == "GetCluster":
+            named = self.by_identifier.get(identifier)
+        return [named, self.by_operation.get(operation), self.everywhere]
+
+    def throttles(
+        self, identifier: str | None, *, operation: str = "GetCluster", resource: str | None = None
+    ) -> Fault | None:
         """The throttling answer for a call over a rate, if any (checked before other faults)."""
         if self.rate_limit is not None and not self.rate_limit.take():
             return Fault(
                 error="ThrottlingException", retry_after_seconds=_retry_after(self.rate_limit)
             )
-        for fault in (self.by_identifier.get(identifier or ""), self.everywhere):
+        for fault in self._candidates(operation, identifier, resource):
             if fault is not None and fault.rate_limit is not None and not fault.rate_limit.take():
                 advice = _retry_after(fault.rate_limit)
                 return Fault(error="ThrottlingException", retry_after_seconds=advice)
         return None
 
-    def fault_for(self, identifier: str | None) -> Fault | None:
-        """The fault that hits a call for this identifier, if any."""
-        if identifier is not None:
-            magic = MAGIC_IDENTIFIERS.get(identifier)
+    def fault_for(
+        self, identifier: str | None, *, operation: str = "GetCluster", resource: str | None = None
+    ) -> Fault | None:
+        """The fault that hits a call naming this cluster (and queue or node group), if any."""
+        for named in (resource, identifier):
+            magic = MAGIC_IDENTIFIERS.get(named or "")
             if magic is not None:
                 return Fault(error=magic)
-            specific = self.by_identifier.get(identifier)
-            if specific is not None and specific.use():
-                return specific
-        if self.everywhere is not None and self.everywhere.use():
-            return self.everywhere
+        for fault in self._candidates(operation, identifier, resource):
+            if fault is not None and fault.use():
+                return fault
         return None
+
+
+def _faults(raw: dict[str, Any], key: str, shape: str) -> dict[str, Fault]:
+    found = raw.get(key) or {}
+    if not isinstance(found, dict):
+        raise FaultPlanError(shape)
+    return {str(k): Fault.parse(v) for k, v in found.items()}
 
 
 def _retry_after(rate_limit: RateLimit) -> int:
