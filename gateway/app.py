@@ -37,6 +37,7 @@ from gateway.pcs.client import PcsClient
 from gateway.security.layers import security_middleware
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
+from gateway.service.regions import Regions, RegionServices
 from gateway.service.store import CacheStore
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,10 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             shared=store if store.kind == "redis" else None,
         )
         stack.push_async_callback(state.service.close)
+        region = client.region
+        state.regions = Regions(
+            {region: RegionServices(region, client, state.service)}, default=region
+        )
         metrics.watch(
             lambda: itertools.chain(
                 cache_families(state.stats, store.kind),

@@ -25,14 +25,20 @@ def test_schema_file_matches_the_code() -> None:
     )
 
 
-def test_readme_documents_every_setting() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_document_every_setting() -> None:
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from hooks import settings_table
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    table = settings_table()
     undocumented = [
         f"{ENV_PREFIX}{name.upper()}"
         for name in Settings.model_fields
-        if f"`{ENV_PREFIX}{name.upper()}`" not in readme
+        if f"`{ENV_PREFIX}{name.upper()}`" not in table
     ]
     assert undocumented == []
+    assert "<!-- settings-table -->" in (ROOT / "docs" / "configuration.md").read_text()
 
 
 @pytest.mark.parametrize(

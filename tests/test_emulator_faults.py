@@ -269,8 +269,8 @@ def test_the_call_log_records_every_call_with_its_outcome(fresh: Emulator) -> No
     assert fresh.http.get("/_emulator/calls").json()["log"] == []
 
 
-def test_the_readme_fault_example_is_a_valid_plan(fresh: Emulator) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+def test_the_docs_fault_example_is_a_valid_plan(fresh: Emulator) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "emulator.md").read_text()
     found = re.search(r"_emulator/faults -d '(\{.*?\})'", readme, re.DOTALL)
     assert found is not None
     response = fresh.http.put("/_emulator/faults", content=found.group(1))

@@ -16,6 +16,7 @@ from strawberry.dataloader import DataLoader
 from gateway.config import Settings
 from gateway.context import AnswerFacts, Caller, RequestContext
 from gateway.service.clusters import ClusterAnswer, ClusterService
+from gateway.service.regions import Regions
 
 
 @dataclass
@@ -24,6 +25,8 @@ class GatewayContext:
 
     service: ClusterService
     settings: Settings
+    #: The services of each region served; resolvers pick theirs with `regions.get(region)`.
+    regions: Regions | None = None
     request: Request | WebSocket | None = None
     #: Strawberry's response for HTTP (status, headers), the socket for subscriptions.
     response: Response | WebSocket | None = None

@@ -13,6 +13,7 @@ from strawberry.types.execution import ExecutionResult
 
 from gateway.pcs import errors
 from gateway.service.clusters import InvalidIdentifier
+from gateway.service.regions import UnknownRegion
 
 log = logging.getLogger("gateway.graphql")
 
@@ -21,6 +22,7 @@ CODES: dict[type[Exception], str] = {
     errors.ResourceNotFound: "NOT_FOUND",
     errors.ValidationFailed: "BAD_USER_INPUT",
     InvalidIdentifier: "BAD_USER_INPUT",
+    UnknownRegion: "BAD_USER_INPUT",
     errors.Throttled: "THROTTLED",
     errors.Conflict: "CONFLICT",
     errors.AccessDenied: "FORBIDDEN",

@@ -11,6 +11,7 @@ from gateway.observe.metrics import Metrics
 from gateway.observe.tracing import Tracing
 from gateway.pcs.client import PcsClient
 from gateway.service.clusters import ClusterService
+from gateway.service.regions import Regions
 from gateway.service.store import CacheStats, CacheStore
 
 
@@ -38,7 +39,9 @@ class GatewayState:
     observe: ObserveParts
     graphql: GraphQLParts = field(default_factory=GraphQLParts)
     stats: CacheStats = field(default_factory=CacheStats)
+    #: The default region's cluster service.
     service: ClusterService | None = None
+    regions: Regions | None = None
     store: CacheStore | None = None
     client: PcsClient | None = None
     ready: bool = False

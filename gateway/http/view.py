@@ -85,6 +85,7 @@ class GraphQLView(GraphQL[GatewayContext, None]):
         context = GatewayContext(
             service=self.state.service,
             settings=settings,
+            regions=self.state.regions,
             request=request,
             response=response,
             request_context=RequestContext.of(request.scope),

@@ -92,6 +92,11 @@ class PcsClient:
             await self.limiter.acquire()
 
     @property
+    def region(self) -> str:
+        """The region this client calls."""
+        return self._target.region
+
+    @property
     def events(self) -> Any:
         """botocore's event system of the client, for instrumentation."""
         return self._client.meta.events
