@@ -34,7 +34,7 @@ from gateway.observe.request_log import RequestLogMiddleware, hit_observer
 from gateway.observe.tracing import Tracing
 from gateway.observe.upstream import ObservedCalls, ObservedLookups
 from gateway.pcs.client import PcsClient
-from gateway.security.layers import security_middleware
+from gateway.security.layers import Security
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
 from gateway.service.regions import Regions, RegionServices
@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_environment()
     )
     metrics = Metrics(max_operation_names=settings.metrics_max_operation_names)
+    security = Security(settings)
     state = GatewayState(settings=settings, observe=ObserveParts(metrics, tracing))
     graphql = GraphQLView(
         state,
@@ -68,7 +69,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         middleware=[
             Middleware(RequestLogMiddleware, metrics=metrics, tracing=tracing),
             Middleware(MetricsMiddleware, metrics=metrics),
-            *security_middleware(settings),
+            *security.middleware(),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lambda app: lifespan(state),
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         max_entries=settings.answer_cache_max_entries,
         max_bytes=settings.answer_cache_max_bytes,
         max_body_bytes=settings.max_body_bytes,
+        gate=security.gate,
     )
     metrics.watch(lambda: answer_families(answers))
     answers.observers.append(hit_counter(metrics))

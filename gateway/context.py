@@ -88,7 +88,8 @@ def note_upstream(aws_request_id: str | None) -> None:
 class Caller:
     """Who is calling, as verified; what the answer cache and field authorization read."""
 
-    #: Digest of the principal and of the authorization that changes answers, never a key.
+    #: Digest of the authorization that can change an answer (what field authorization
+    #: reads), shared by every caller allowed the same; never of the principal or a key.
     partition: str
     #: When the caller's token expires (epoch seconds); None for keys and anonymous callers.
     expires_at: float | None
@@ -113,12 +114,24 @@ class AnswerFacts:
     ages: list[tuple[str, float, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the fast lane's gate decided in front of Starlette; the layers inside act on it."""
+
+    #: Why the credentials were refused; None when the caller was verified (or none needed).
+    unauthenticated: str | None = None
+    #: Seconds until the caller may send again: over its rate limit (already counted).
+    retry_after: int | None = None
+
+
 @dataclass(slots=True)
 class RequestContext:
     """One request's facts, each set by the layer named beside it."""
 
     #: The verified caller (authentication); None on public paths.
     caller: Caller | None = None
+    #: The fast lane's gate: authenticated and counted in front (None: the gate did not run).
+    admission: Admission | None = None
     #: What the layers below HTTP did (request log, which makes it).
     record: RequestRecord | None = None
     #: The answer's facts (GraphQL view); None when nothing in it may be reused.

@@ -1,17 +1,20 @@
 """The answer cache: a repeated GraphQL operation answered with its encoded bytes.
 
-A plain ASGI layer in front of Starlette. A request for `/graphql` whose exact method,
-query string, body and headers (credentials included) were answered before, while every
-cluster in that answer is still fresh and the caller's authentication has not expired,
-is answered with the stored status, headers and body: no routing, no Request object, no
-GraphQL work. Anything else passes on, and its answer is stored on the way out when the
+A plain ASGI layer in front of Starlette. Its gate (`Gate`, the security gate in the
+gateway) first authenticates the caller and spends from the caller's rate limit; a request
+the gate does not admit passes on untouched and never meets a stored answer. A request for
+`/graphql` whose method, query string, body and headers (credentials left out) were answered
+before for a caller of the same authorization partition (`Caller.partition`: what field
+authorization reads, never who the caller is), while every cluster in that answer is still
+fresh, is answered with the stored status, headers and body: no routing, no Request object,
+no GraphQL work. Anything else passes on, and its answer is stored on the way out when the
 GraphQL layer marked it reusable (`RequestContext.facts`, see `AnswerFacts`).
 
 What is never stored: answers with errors or extensions (a stale mark, for one), answers
 that depend on the moment (`refresh`), operations other than queries, responses other
 than 200 or that set a cookie, and requests the inner layers refused. An entry is keyed
-on a digest, never on the credential bytes themselves, and holds the partition of the
-caller it was built for. Each replica keeps its own entries: their freshness is the
+on a digest of the request and the partition, never on the credential, and holds the
+partition it was built for. Each replica keeps its own entries: their freshness is the
 freshness of the cluster entries they were built from, so with Redis as the shared
 cluster cache an answer is never older than the cluster cache of this process would serve.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -49,6 +52,9 @@ IGNORED_REQUEST_HEADERS = frozenset(
         b"tracestate",
     }
 )
+#: Credentials: with a gate, the caller's partition stands for them in the key.
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key"})
+_IGNORED_WITH_PARTITION = IGNORED_REQUEST_HEADERS | CREDENTIAL_HEADERS
 #: Response headers made afresh for every request, never replayed from an entry.
 PER_REQUEST_HEADERS = frozenset({b"content-length", b"date", b"server", b"x-request-id"})
 CACHE_CONTROL_HEADER = b"cache-control"
@@ -89,6 +95,9 @@ class _Entry:
 #: Told of every answer served from the cache, once it has gone: (scope, status, seconds
 #: spent, the request id it was sent with, the note kept with the entry).
 HitObserver = Callable[[Scope, int, float, bytes, str | None], None]
+#: Authenticates a request and spends from its caller's rate limit, in front of the cache:
+#: the caller when the request may go on here, None to pass it on to the layers inside.
+Gate = Callable[[Scope], Awaitable[Caller | None]]
 
 
 class AnswerCache:
@@ -103,8 +112,10 @@ class AnswerCache:
         max_bytes: int = 64 * 1024 * 1024,
         max_body_bytes: int = 65_536,
         clock: Callable[[], float] = time.time,
+        gate: Gate | None = None,
     ) -> None:
         self.app = app
+        self.gate = gate
         self.path = path
         self.max_entries = max_entries
         self.max_bytes = max_bytes
@@ -142,14 +153,23 @@ class AnswerCache:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            self.max_entries == 0
-            or scope["type"] != "http"
+            scope["type"] != "http"
             or scope["path"] != self.path
             or scope["method"] not in ("GET", "POST")
         ):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        partition = None
+        if self.gate is not None:
+            caller = await self.gate(scope)
+            if caller is None:  # refused, over its budget or public: the inner layers answer
+                await self.app(scope, receive, send)
+                return
+            partition = caller.partition
+        if self.max_entries == 0:
+            await self.app(scope, receive, send)
+            return
         pending: list[Message] = []
         body = b""
         if scope["method"] == "POST":
@@ -158,11 +178,15 @@ class AnswerCache:
                 await self.app(scope, _replay(pending, receive), send)
                 return
             body = read
-        key = self._key(scope, body)
+        key = self._key(scope, body, partition)
         entry = self._entries.get(key)
         if entry is not None:
             now = self._clock()
-            if now < entry.valid_until and self._current(entry):
+            if (
+                now < entry.valid_until
+                and self._current(entry)
+                and (partition is None or entry.partition == partition)
+            ):
                 self.stats.hits += 1
                 # No request context is made on a hit: what observers need is passed to them.
                 request_id = request_id_of(scope)
@@ -197,17 +221,20 @@ class AnswerCache:
         return body
 
     @staticmethod
-    def _key(scope: Scope, body: bytes) -> bytes:
+    def _key(scope: Scope, body: bytes, partition: str | None) -> bytes:
         # Headers cannot hold a newline, so the blank line ends them as in HTTP itself.
-        lines = [
-            b"%s %s?%s" % (scope["method"].encode(), scope["path"].encode(), scope["query_string"])
-        ]
+        digest = hashlib.sha256(b"%s\n" % (partition or "").encode())
+        digest.update(
+            b"%s %s?%s\n"
+            % (scope["method"].encode(), scope["path"].encode(), scope["query_string"])
+        )
+        ignored = IGNORED_REQUEST_HEADERS if partition is None else _IGNORED_WITH_PARTITION
         for name, value in scope["headers"]:
-            if name not in IGNORED_REQUEST_HEADERS:
-                lines.append(b"%s:%s" % (name, value))
-        lines.append(b"")
-        lines.append(body)
-        return hashlib.sha256(b"\n".join(lines)).digest()
+            if name not in ignored:
+                digest.update(b"%s:%s\n" % (name, value))
+        digest.update(b"\n")
+        digest.update(body)
+        return digest.digest()
 
     def _current(self, entry: _Entry) -> bool:
         versions = self._versions
@@ -293,7 +320,9 @@ class AnswerCache:
         note: str | None = None,
     ) -> None:
         now = self._clock()
-        expires_at = None if caller is None else caller.expires_at
+        # With a gate every request is authenticated again; without one the entry may not
+        # outlive the credential it was keyed on.
+        expires_at = None if caller is None or self.gate is not None else caller.expires_at
         valid_until = min(facts.fresh_until, math.inf if expires_at is None else expires_at)
         names = {name for name, _ in headers}
         if valid_until <= now or b"set-cookie" in names:

@@ -1,20 +1,21 @@
 """Authentication: API keys and OIDC bearer tokens, checked before any GraphQL runs.
 
-A plain ASGI layer between the answer cache and Starlette. It leaves the verified caller in
-the request context (`RequestContext.caller`), refuses missing or bad credentials with HTTP 401
-and an `UNAUTHENTICATED` GraphQL error, and refuses the WebSocket handshake the same way.
-API keys are held only as SHA-256 digests and compared in constant time; tokens are checked
-by joserfc against the issuer's key set, fetched once and again on an unknown key id.
+The fast lane's gate (`gateway.security.gate`) authenticates each request to `/graphql`
+in front of the answer cache; this plain ASGI layer inside Starlette refuses what the gate
+could not verify (HTTP 401 and an `UNAUTHENTICATED` GraphQL error, the WebSocket handshake
+the same way) and authenticates what the gate does not see. The verified caller is left in
+the request context (`RequestContext.caller`). API keys are held only as SHA-256 digests;
+tokens are checked by joserfc against the issuer's key set, fetched once and again on an
+unknown key id, and a verified token is remembered by its digest until it expires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from gateway.api_keys import ApiKey, parse_api_keys, read_api_keys_file
 from gateway.config import Environment, Settings
 from gateway.context import Caller, RequestContext
 from gateway.http.refusal import send_refusal
+from gateway.lru import LRU
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 PUBLIC_PREFIXES = ("/graphql/assets/",)
 #: Largest token read; anything longer is refused without parsing.
 MAX_TOKEN_BYTES = 16_384
+#: Verified tokens remembered, by digest, until they expire.
+MAX_REMEMBERED_TOKENS = 10_000
 
 
 class Unauthenticated(Exception):
@@ -48,6 +52,14 @@ class Unauthenticated(Exception):
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def partition_of(may_read_secrets: bool) -> str:
+    """The answer partition of callers with this authorization: what field authorization reads.
+
+    Never the principal: every caller allowed the same fields shares the same answers.
+    """
+    return _digest("partition", "secrets" if may_read_secrets else "")
 
 
 class KeySetCache:
@@ -101,7 +113,7 @@ class KeySetCache:
 class TokenVerifier:
     """Checks a bearer token: signature, algorithm, issuer, audience, expiry, not-before."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         assert settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url
         self.issuer = settings.oidc_issuer
         self.audience = settings.oidc_audience
@@ -119,10 +131,26 @@ class TokenVerifier:
             exp={"essential": True},
             sub={"essential": True},
         )
+        self._clock = clock
+        # Keyed on the token's digest: the token itself is never held.
+        self._verified: LRU[bytes, Caller] = LRU(MAX_REMEMBERED_TOKENS)
 
     async def verify(self, token: str) -> Caller:
+        """The caller a token proves: remembered by its digest once verified, until it expires."""
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthenticated("The bearer token is not valid.")
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(digest)
+        if known is not None:
+            assert known.expires_at is not None
+            if self._clock() < known.expires_at:
+                return known
+            self._verified.pop(digest)
+        caller = await self._verify(token)
+        self._verified.put(digest, caller)
+        return caller
+
+    async def _verify(self, token: str) -> Caller:
         try:
             kid = extract_compact(token.encode()).headers().get("kid")
         except Exception:  # whatever does not parse as a JWS is no credential
@@ -141,7 +169,7 @@ class TokenVerifier:
         may_read = self.secrets_scope in scopes
         subject = f"oidc:{_digest(self.issuer, str(claims['sub']))}"
         return Caller(
-            partition=_digest(subject, "secrets" if may_read else ""),
+            partition=partition_of(may_read),
             expires_at=float(claims["exp"]),
             subject=subject,
             may_read_secrets=may_read,
@@ -168,13 +196,15 @@ class Authenticator:
             self.keys += parse_api_keys(settings.api_keys.get_secret_value())
         if settings.api_keys_file is not None:
             self.keys += read_api_keys_file(settings.api_keys_file)
-        self.tokens = TokenVerifier(settings) if settings.oidc_issuer else None
         self.secrets_scope = settings.secrets_scope
+        # Each key's caller made once: a request finds it by the digest of what it presents.
+        self._key_callers = {key.digest: self._caller_of(key) for key in self.keys}
+        self.tokens = TokenVerifier(settings) if settings.oidc_issuer else None
         self.required = settings.authentication_configured
         # Without authentication anyone may call; secret references stay hidden in production.
         development = settings.environment is Environment.DEVELOPMENT
         self.anonymous = Caller(
-            partition=_digest("anonymous", "secrets" if development else ""),
+            partition=partition_of(development),
             expires_at=None,
             subject=None,
             may_read_secrets=development,
@@ -189,10 +219,14 @@ class Authenticator:
             schemes.append('ApiKey realm="pcs-gateway", header="X-API-Key"')
         return ", ".join(schemes).encode()
 
-    async def authenticate(self, headers: dict[bytes, bytes]) -> Caller:
+    async def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Caller:
         """The caller the headers prove; Unauthenticated when they prove none."""
-        authorization = headers.get(b"authorization")
-        api_key = headers.get(b"x-api-key")
+        authorization = api_key = None
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-api-key":
+                api_key = value
         if authorization is not None and self.tokens is not None:
             scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():
@@ -206,22 +240,20 @@ class Authenticator:
         )
 
     def _key_caller(self, presented: bytes) -> Caller:
-        digest = hashlib.sha256(presented.strip()).digest()
-        found: ApiKey | None = None
-        # Every key is compared, so the time taken says nothing of which one is close.
-        for key in self.keys:
-            if hmac.compare_digest(key.digest, digest):
-                found = key
+        # A lookup by SHA-256 digest: its timing tells nothing of how close a guess is.
+        found = self._key_callers.get(hashlib.sha256(presented.strip()).digest())
         if found is None:
             raise Unauthenticated("The API key is not valid.")
-        may_read = self.secrets_scope in found.scopes
-        subject = f"key:{found.digest.hex()[:16]}"
+        return found
+
+    def _caller_of(self, key: ApiKey) -> Caller:
+        may_read = self.secrets_scope in key.scopes
         return Caller(
-            partition=_digest(subject, "secrets" if may_read else ""),
+            partition=partition_of(may_read),
             expires_at=None,
-            subject=subject,
+            subject=f"key:{key.digest.hex()[:16]}",
             may_read_secrets=may_read,
-            scopes=found.scopes,
+            scopes=key.scopes,
         )
 
 
@@ -249,6 +281,12 @@ class AuthenticationMiddleware:
             await self.app(scope, receive, send)
             return
         context = RequestContext.of(scope)
+        if context.admission is not None:  # the fast lane's gate has been here
+            if context.admission.unauthenticated is not None:
+                await self._refuse(scope, send, context.admission.unauthenticated)
+                return
+            await self.app(scope, receive, send)
+            return
         if not self.authenticator.required:
             if context.caller is None:
                 context.caller = self.authenticator.anonymous
@@ -258,7 +296,7 @@ class AuthenticationMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            caller = await self.authenticator.authenticate(dict(scope["headers"]))
+            caller = await self.authenticator.authenticate(scope["headers"])
         except Unauthenticated as exc:
             await self._refuse(scope, send, str(exc))
             return

@@ -1,11 +1,13 @@
-"""The per-caller rate limit: how many requests one caller may send on to GraphQL execution.
+"""The per-caller rate limit: how many requests one caller may send to `/graphql`.
 
-A plain ASGI layer behind authentication. It counts requests to `/graphql` by caller (the
-API key or token subject, else the client address behind the trusted proxies) with the
-`limits` library, in memory or in Redis when the cache is Redis (one budget for every
-replica). Answers the answer cache serves never get here: they cost no execution and no
-PCS call. Over the budget: HTTP 429 with Retry-After and a `THROTTLED` error. When the
-storage fails, requests pass (logged): the limit protects capacity, it is not a credential.
+`RateLimit` counts requests by caller (the API key or token subject, else the client
+address behind the trusted proxies) with the `limits` library, in memory or in Redis when
+the cache is Redis (one budget for every replica). The fast lane's gate spends from it for
+every request in front of the answer cache, answered from the cache or not; `CallerQuota`,
+a plain ASGI layer behind authentication, refuses what the gate found over the budget and
+counts what the gate does not see (WebSocket handshakes). Over the budget: HTTP 429 with
+Retry-After and a `THROTTLED` error. When the storage fails, requests pass (logged): the
+limit protects capacity, it is not a credential.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from redis.asyncio import BlockingConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config import Settings
-from gateway.context import RequestContext
+from gateway.context import Caller, RequestContext
 from gateway.http.refusal import send_refusal
 
 log = logging.getLogger(__name__)
@@ -73,12 +75,10 @@ def make_storage(settings: Settings) -> Storage:
     return MemoryStorage()
 
 
-class CallerQuota:
-    """Refuses a caller's requests to GraphQL past its budget with 429 and Retry-After."""
+class RateLimit:
+    """Each caller's budget of requests; one per process, spent by the gate and CallerQuota."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, path: str = "/graphql") -> None:
-        self.app = app
-        self.path = path
+    def __init__(self, settings: Settings) -> None:
         self.trusted_proxies = settings.trusted_proxies
         self.timeout = settings.cache_timeout_seconds
         self.items: list[RateLimitItem] = (
@@ -87,30 +87,17 @@ class CallerQuota:
         self.limiter = MovingWindowRateLimiter(make_storage(settings)) if self.items else None
         self._warned = 0.0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.limiter is None
-            or scope["type"] not in ("http", "websocket")
-            or scope["path"] != self.path
-        ):
-            await self.app(scope, receive, send)
-            return
-        caller = RequestContext.of(scope).caller
-        if caller is None:  # a public request (GraphiQL's page): nothing executes
-            await self.app(scope, receive, send)
-            return
+    @property
+    def on(self) -> bool:
+        """Whether any budget is set."""
+        return self.limiter is not None
+
+    async def spend(self, scope: Scope, caller: Caller) -> int | None:
+        """Count one request of `caller`: None when it may pass, else the seconds until it may."""
         who = caller.subject or f"addr:{client_address(scope, self.trusted_proxies)}"
-        retry_after = await self._spend(who)
-        if retry_after is None:
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1013})
-            return
-        await _refuse(send, retry_after)
+        return await self._spend(who)
 
     async def _spend(self, who: str) -> int | None:
-        """None when the request may pass, else the seconds until it may."""
         assert self.limiter is not None
         try:
             async with asyncio.timeout(self.timeout * 4):
@@ -124,6 +111,40 @@ class CallerQuota:
                 self._warned = now
                 log.warning("rate limit storage failed, requests pass: %s", type(exc).__name__)
         return None
+
+
+class CallerQuota:
+    """Refuses a caller's requests to GraphQL past its budget with 429 and Retry-After."""
+
+    def __init__(self, app: ASGIApp, *, rate_limit: RateLimit, path: str = "/graphql") -> None:
+        self.app = app
+        self.path = path
+        self.rate_limit = rate_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            not self.rate_limit.on
+            or scope["type"] not in ("http", "websocket")
+            or scope["path"] != self.path
+        ):
+            await self.app(scope, receive, send)
+            return
+        context = RequestContext.of(scope)
+        caller = context.caller
+        if caller is None:  # a public request (GraphiQL's page): nothing executes
+            await self.app(scope, receive, send)
+            return
+        if context.admission is not None:  # counted by the gate already
+            retry_after = context.admission.retry_after
+        else:
+            retry_after = await self.rate_limit.spend(scope, caller)
+        if retry_after is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013})
+            return
+        await _refuse(send, retry_after)
 
 
 async def _refuse(send: Send, retry_after: int) -> None:
