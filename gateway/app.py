@@ -14,10 +14,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
-from gateway.config import Settings
+from gateway.config import ENV_PREFIX, Settings, SettingsError
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
+from gateway.graphql.trusted_documents import ManifestError, TrustedDocuments
 from gateway.http.answer_cache import AnswerCache, answer_families
 from gateway.http.body_limit import BodyLimitMiddleware
 from gateway.http.probes import probe_routes
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> AnswerCache:
     """The gateway as an ASGI application: the answer cache in front of Starlette.
 
-    Tracing follows the `OTEL_*` variables unless a `tracer_provider` is given.
+    Tracing follows the `OTEL_*` variables unless a `tracer_provider` is given; a bad
+    trusted-documents manifest raises SettingsError.
     """
     tracing = (
         Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_environment()
@@ -60,6 +62,15 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         allow_queries_via_get=True,
         allowed_origins=settings.cors_allow_origins,
     )
+    if settings.trusted_documents_file is not None:
+        try:
+            state.graphql.trusted = TrustedDocuments.load(
+                settings.trusted_documents_file,
+                graphql.gateway_schema._schema,
+                only=settings.trusted_documents_only,
+            )
+        except ManifestError as exc:
+            raise SettingsError(f"{ENV_PREFIX}TRUSTED_DOCUMENTS_FILE: {exc}") from None
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

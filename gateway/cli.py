@@ -55,7 +55,11 @@ def _serve(args: argparse.Namespace) -> int:
         "proxy_headers": False,
     }
     if settings.workers == 1:
-        app = create_app(settings)
+        try:
+            app = create_app(settings)
+        except SettingsError as exc:  # a trusted-documents manifest that does not load
+            print(f"pcs-gateway: {exc}", file=sys.stderr)
+            return 2
         return serve(app, app.state.gateway, drain_seconds=settings.drain_seconds, **options)
     # Each worker reads its settings from the environment: the options given here go there.
     for name, value in overrides.items():

@@ -214,6 +214,17 @@ class Settings(BaseSettings):
         False,
         description="Let a production gateway start with no authentication configured.",
     )
+    trusted_documents_file: Path | None = Field(
+        None,
+        description="A manifest of trusted documents (GraphQL Codegen's persisted documents "
+        "or Apollo's persisted query manifest), loaded and validated at start; clients "
+        "name its documents by id.",
+    )
+    trusted_documents_only: bool = Field(
+        False,
+        description="Run only the manifest's documents; any other is refused with "
+        "`PERSISTED_QUERY_NOT_IN_LIST`. Needs the manifest.",
+    )
     introspection: bool | None = Field(
         None,
         description="Answer introspection queries; default on in development, in production "
@@ -303,6 +314,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{ENV_PREFIX}OIDC_ISSUER, {ENV_PREFIX}OIDC_AUDIENCE and "
                 f"{ENV_PREFIX}OIDC_JWKS_URL go together: set all three"
+            )
+        if self.trusted_documents_only and self.trusted_documents_file is None:
+            raise ValueError(
+                f"{ENV_PREFIX}TRUSTED_DOCUMENTS_ONLY needs {ENV_PREFIX}TRUSTED_DOCUMENTS_FILE"
             )
         if (
             self.environment is Environment.PRODUCTION

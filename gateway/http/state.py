@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from gateway.config import Settings
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
+from gateway.graphql.trusted_documents import TrustedDocuments
 from gateway.observe.metrics import Metrics
 from gateway.observe.tracing import Tracing
 from gateway.pcs.client import PcsClient
@@ -25,9 +26,10 @@ class ObserveParts:
 
 @dataclass
 class GraphQLParts:
-    """What the GraphQL view serves besides the schema: persisted queries and GraphiQL."""
+    """What the GraphQL view serves besides the schema: persisted documents, GraphiQL."""
 
     apq: PersistedQueries | None = None
+    trusted: TrustedDocuments | None = None
     graphiql: GraphiQLPage | None = None
 
 

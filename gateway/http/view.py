@@ -57,7 +57,8 @@ class GraphQLView(GraphQL[GatewayContext, None]):
     request_adapter_class = _ViewRequestAdapter
 
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
-        super().__init__(build_schema([OperationReport], settings=state.settings), **kwargs)
+        self.gateway_schema = build_schema([OperationReport], settings=state.settings)
+        super().__init__(self.gateway_schema, **kwargs)
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,9 +98,10 @@ class GraphQLView(GraphQL[GatewayContext, None]):
         return context
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
-        """GraphiQL for a browser's plain GET; a persisted query by hash is an operation."""
-        return super().should_render_graphql_ide(request) and (
-            request.query_params.get("extensions") is None
+        """GraphiQL for a browser's plain GET; a document named by hash or id is an operation."""
+        params = request.query_params
+        return super().should_render_graphql_ide(request) and not any(
+            name in params for name in ("extensions", "documentId", "id")
         )
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -125,14 +127,25 @@ class GraphQLView(GraphQL[GatewayContext, None]):
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
         """The request's operation, its document found by hash for persisted queries."""
         data = await super().parse_http_body(request)
+        items = data if isinstance(data, list) else [data]
+        trusted = self.state.graphql.trusted
+        if trusted is not None:
+            raw = None
+            if any(item.query is None for item in items):
+                raw = await raw_items(request)
+            for index, item in enumerate(items):
+                trusted.resolve(item, raw[index] if raw is not None and index < len(raw) else None)
         apq = self.state.graphql.apq
         if apq is not None and isinstance(request, _ViewRequestAdapter):
             pending = []
-            for item in data if isinstance(data, list) else (data,):
+            for item in items:
                 registration = await apq.apply(item)
                 if registration is not None:
                     pending.append(registration)
             RequestContext.of(request.request.scope).registrations = tuple(pending)
+        if trusted is not None:
+            for item in items:
+                trusted.admit(item.query)
         return data
 
     async def process_result(
@@ -187,6 +200,15 @@ class GraphQLView(GraphQL[GatewayContext, None]):
         )
         response.background = sub_response.background
         return response
+
+
+async def raw_items(request: AsyncHTTPRequestAdapter) -> list[dict[str, Any]]:
+    """The request's operations as sent, with members Strawberry drops (`documentId`, `id`)."""
+    if request.method == "GET":
+        return [dict(request.query_params)]
+    decoded = orjson.loads(await request.get_body())
+    items = decoded if isinstance(decoded, list) else [decoded]
+    return [item if isinstance(item, dict) else {} for item in items]
 
 
 def contract_errors(result: ExecutionResult) -> list[GraphQLError]:

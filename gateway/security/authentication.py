@@ -40,6 +40,8 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 #: Paths anyone may reach: probes, metrics, GraphiQL's files.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 PUBLIC_PREFIXES = ("/graphql/assets/",)
+#: Query parameters that name an operation: a GET with one of them executes.
+OPERATION_PARAMS = ("query", "extensions", "documentId", "id")
 #: Largest token read; anything longer is refused without parsing.
 MAX_TOKEN_BYTES = 16_384
 #: Verified tokens remembered, by digest, until they expire.
@@ -265,7 +267,7 @@ def is_public(scope: Scope) -> bool:
     if path == "/graphql" and scope["type"] == "http" and scope["method"] == "GET":
         # The page itself: a GET that names no operation executes nothing.
         params = QueryParams(scope["query_string"])
-        return not ("query" in params or "extensions" in params)
+        return not any(name in params for name in OPERATION_PARAMS)
     return False
 
 
