@@ -18,6 +18,7 @@ from gateway.config import ENV_PREFIX, Settings, SettingsError
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
+from gateway.graphql.compiler import plan_families
 from gateway.graphql.trusted_documents import ManifestError, TrustedDocuments
 from gateway.http.answer_cache import AnswerCache, answer_families
 from gateway.http.body_limit import BodyLimitMiddleware
@@ -94,6 +95,9 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         gate=security.gate,
     )
     metrics.watch(lambda: answer_families(answers))
+    plans = state.graphql.plans
+    if plans is not None:
+        metrics.watch(lambda: plan_families(plans))
     answers.observers.append(hit_counter(metrics))
     answers.observers.append(hit_observer(metrics, tracing))
     return answers

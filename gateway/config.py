@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         description="Bytes the answer cache holds at most (bodies and headers).",
     )
 
+    compiled_plans_max_entries: int = Field(
+        1_000,
+        ge=0,
+        le=1_000_000,
+        description="Query documents kept compiled (per document and operation name) and "
+        "executed without Strawberry's executor; 0 turns compiled execution off.",
+    )
     persisted_queries_max_entries: int = Field(
         10_000,
         ge=0,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from gateway.config import Settings
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
+from gateway.graphql.compiler import Plans
 from gateway.graphql.trusted_documents import TrustedDocuments
 from gateway.observe.metrics import Metrics
 from gateway.observe.tracing import Tracing
@@ -30,6 +31,8 @@ class GraphQLParts:
 
     apq: PersistedQueries | None = None
     trusted: TrustedDocuments | None = None
+    #: Compiled plans of known query documents (made with the view).
+    plans: Plans | None = None
     graphiql: GraphiQLPage | None = None
 
 

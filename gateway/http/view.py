@@ -26,6 +26,7 @@ from strawberry.types import ExecutionResult
 
 from gateway.context import AnswerFacts, RequestContext
 from gateway.graphql.apq import PersistedQueries, PersistedQueryError
+from gateway.graphql.compiler import CompiledExecution, Plans
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import REQUEST_ERROR_CODES, request_refusal, to_contract
 from gateway.graphql.operations import OperationReport
@@ -57,7 +58,10 @@ class GraphQLView(GraphQL[GatewayContext, None]):
     request_adapter_class = _ViewRequestAdapter
 
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
-        self.gateway_schema = build_schema([OperationReport], settings=state.settings)
+        plans = state.graphql.plans = Plans(state.settings.compiled_plans_max_entries)
+        self.gateway_schema = build_schema(
+            [OperationReport, lambda: CompiledExecution(plans)], settings=state.settings
+        )
         super().__init__(self.gateway_schema, **kwargs)
         self.state = state
 

@@ -1,0 +1,16 @@
+"""Known query documents executed by compiled plans instead of Strawberry's executor.
+
+    plans = Plans(max_entries=1000)
+    schema = build_schema([lambda: CompiledExecution(plans)])
+
+`CompiledExecution` is a schema extension: once Strawberry has parsed and validated an
+operation and the operation limits have passed, it runs the operation's plan (compiled
+once per document and operation name, kept in a bounded store) and hands Strawberry the
+result, so execution is skipped while the error contract, the operation report, the stale
+report and everything in front of the schema stay as they are. What a plan does not cover
+falls back to Strawberry, counted by reason.
+"""
+
+from gateway.graphql.compiler.execution import CompiledExecution, Plans, plan_families
+
+__all__ = ["CompiledExecution", "Plans", "plan_families"]

@@ -1,0 +1,163 @@
+"""The bounded store of compiled plans, and the schema extension that runs them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FragmentDefinitionNode,
+    GraphQLSchema,
+    OperationDefinitionNode,
+)
+from graphql.execution.values import VariableValues, get_variable_values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from strawberry.extensions import SchemaExtension
+
+from gateway.graphql.compiler.plan import Compiler, Plan, Run, Unsupported
+from gateway.graphql.context import GatewayContext
+from gateway.lru import LRU
+
+#: Plans kept per document for different `@skip`/`@include` decisions.
+MAX_DECISIONS = 16
+
+
+@dataclass(slots=True)
+class _Compiled:
+    operation: OperationDefinitionNode
+    fragments: dict[str, FragmentDefinitionNode]
+    #: Variables `@skip`/`@include` read: their values pick the plan.
+    conditions: tuple[str, ...]
+    plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PlanStats:
+    """Counters of compiled execution."""
+
+    executions: int = 0
+    compilations: int = 0
+    fallbacks: dict[str, int] = field(default_factory=dict)
+
+
+class Plans:
+    """Plans by (document, operation name), bounded in entries like the parse cache."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self.stats = PlanStats()
+        self._entries: LRU[tuple[str, str | None], _Compiled | Unsupported] = LRU(
+            max(1, max_entries)
+        )
+        self._compiler: Compiler | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def execute(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        document: DocumentNode,
+        operation_name: str | None,
+        raw_variables: dict[str, Any] | None,
+        context: GatewayContext,
+    ) -> ExecutionResult | None:
+        """The operation's result by its plan; None when Strawberry must run it."""
+        try:
+            compiled = self._compiled(schema, query, document, operation_name)
+            variables = get_variable_values(
+                schema, compiled.operation.variable_definitions or (), raw_variables or {}
+            )
+            if not isinstance(variables, VariableValues):
+                raise Unsupported("variables")  # Strawberry reports them as it always has
+            plan = self._plan(compiled, variables)
+        except Unsupported as exc:
+            self.stats.fallbacks[exc.reason] = self.stats.fallbacks.get(exc.reason, 0) + 1
+            return None
+        self.stats.executions += 1
+        run = Run(context)
+        data = await plan.execute(run, variables)
+        return ExecutionResult(data=data, errors=run.errors or None)
+
+    def _compiled(
+        self, schema: GraphQLSchema, query: str, document: DocumentNode, operation_name: str | None
+    ) -> _Compiled:
+        key = (query, operation_name)
+        entry = self._entries.get(key)
+        if entry is None:
+            if self._compiler is None or self._compiler.schema is not schema:
+                self._compiler = Compiler(schema)
+            try:
+                entry = _Compiled(*self._compiler.operation(document, operation_name))
+            except Unsupported as exc:
+                entry = exc
+            self._entries.put(key, entry)
+        if isinstance(entry, Unsupported):
+            raise entry
+        return entry
+
+    def _plan(self, compiled: _Compiled, variables: VariableValues) -> Plan:
+        coerced = variables.coerced
+        decisions = tuple(coerced.get(name) for name in compiled.conditions)
+        plan = compiled.plans.get(decisions)
+        if plan is None:
+            assert self._compiler is not None
+            plan = self._compiler.compile(compiled.operation, compiled.fragments, coerced)
+            self.stats.compilations += 1
+            if len(compiled.plans) < MAX_DECISIONS:
+                compiled.plans[decisions] = plan
+        return plan
+
+
+class CompiledExecution(SchemaExtension):
+    """Runs a validated query by its compiled plan; Strawberry executes what it cannot."""
+
+    def __init__(self, plans: Plans) -> None:
+        self.plans = plans
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        gateway_context = context.context
+        if (
+            self.plans.max_entries > 0
+            and context.result is None
+            and context.graphql_document is not None
+            and context.query is not None
+            and isinstance(gateway_context, GatewayContext)
+        ):
+            result = await self.plans.execute(
+                context.schema._schema,
+                context.query,
+                context.graphql_document,
+                context.operation_name,
+                context.variables,
+                gateway_context,
+            )
+            if result is not None:
+                # A result set before execution makes Strawberry skip its own.
+                context.result = result
+        yield
+
+
+def plan_families(plans: Plans) -> Iterator[Metric]:
+    """Compiled execution's counters, read at scrape."""
+    executions = CounterMetricFamily(
+        "pcsgw_compiled_executions", "Operations executed by a compiled plan."
+    )
+    executions.add_metric([], plans.stats.executions)
+    yield executions
+    fallbacks = CounterMetricFamily(
+        "pcsgw_compiled_fallbacks",
+        "Operations Strawberry executed because a plan does not cover them, by reason.",
+        labels=["reason"],
+    )
+    for reason, count in sorted(plans.stats.fallbacks.items()):
+        fallbacks.add_metric([reason], count)
+    yield fallbacks
+    held = GaugeMetricFamily("pcsgw_compiled_plans", "Documents held in the plan store.")
+    held.add_metric([], len(plans))
+    yield held

@@ -1,0 +1,515 @@
+"""A query compiled to closures specialised to its selection set.
+
+`compile_operation` walks a validated document once for one operation and one set of
+`@skip`/`@include` decisions, and returns a `Plan`: a closure per field that reads the
+value the way its Strawberry resolver does, serialises leaves with the schema's own
+types, and propagates nulls and records errors (with their paths and the field's nodes)
+as graphql-core does. The root fields (`cluster`, `clusters`) fetch through the cluster
+service exactly as the resolvers do. Anything a plan does not cover raises `Unsupported`
+with a short, bounded reason, and the operation runs on Strawberry instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+from graphql import (
+    BooleanValueNode,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    is_leaf_type,
+    located_error,
+)
+from graphql.execution.values import VariableValues, get_argument_values
+from strawberry.permission import PermissionExtension
+from strawberry.types.field import StrawberryField
+
+from gateway.graphql.context import GatewayContext
+from gateway.graphql.errors import GatewayError
+from gateway.graphql.permissions import CanReadSecrets
+from gateway.graphql.resolvers import _loader, _within_deadline
+from gateway.observe.tracing import span
+from gateway.service.clusters import ClusterAnswer
+
+#: Root fields a plan fetches, with the arguments it knows of each.
+ROOT_ARGUMENTS = {"cluster": frozenset({"identifier", "refresh"}), "clusters": {"identifiers"}}
+Path = tuple[str | int, ...]
+
+
+class Unsupported(Exception):
+    """The operation uses something a plan does not cover; `reason` is a metric label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Null(Exception):
+    """A non-null position completed to null: the nearest nullable parent becomes null."""
+
+
+class Run:
+    """One execution of a plan: the request's context and the errors it gathered."""
+
+    __slots__ = ("context", "errors", "may_read_secrets")
+
+    def __init__(self, context: GatewayContext) -> None:
+        self.context = context
+        self.errors: list[GraphQLError] = []
+        caller = context.caller
+        self.may_read_secrets = caller is not None and caller.may_read_secrets
+
+    def fail(self, exc: Exception, nodes: list[FieldNode], path: Path) -> None:
+        self.errors.append(located_error(exc, nodes, list(path)))
+
+
+#: Completes a value at a path: the JSON-ready result, or _Null.
+Complete = Callable[[Any, Path, Run], Any]
+#: Resolves and completes one field of an object: (source, the object's path, run).
+FieldRun = Callable[[Any, Path, Run], Any]
+RootRun = Callable[[Run, VariableValues], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One operation compiled for one set of `@skip`/`@include` decisions."""
+
+    roots: tuple[tuple[str, RootRun], ...]
+
+    async def execute(self, run: Run, variables: VariableValues) -> dict[str, Any] | None:
+        """The operation's data; the errors are left in `run`."""
+        values = await asyncio.gather(*(root(run, variables) for _, root in self.roots))
+        data: dict[str, Any] = {}
+        for (key, _), value in zip(self.roots, values, strict=True):
+            if value is _NULL_ROOT:
+                return None  # a non-null root field failed: the whole data is null
+            data[key] = value
+        return data
+
+
+_NULL_ROOT = object()
+
+
+class Compiler:
+    """Compiles operations of one schema; holds what compiling reads of it."""
+
+    def __init__(self, schema: GraphQLSchema) -> None:
+        self.schema = schema
+
+    def operation(
+        self, document: DocumentNode, operation_name: str | None
+    ) -> tuple[OperationDefinitionNode, dict[str, FragmentDefinitionNode], tuple[str, ...]]:
+        """The operation that runs, the fragments, and the variables `@skip`/`@include` read."""
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if operation_name is not None:
+            operations = [o for o in operations if o.name and o.name.value == operation_name]
+        if len(operations) != 1:
+            raise Unsupported("operation")
+        operation = operations[0]
+        if operation.operation is not OperationType.QUERY:
+            raise Unsupported("operation_type")
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        conditions: list[str] = []
+        for definition in document.definitions:
+            _condition_variables(definition, conditions)
+        return operation, fragments, tuple(dict.fromkeys(conditions))
+
+    def compile(
+        self,
+        operation: OperationDefinitionNode,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> Plan:
+        """The plan of `operation` for the `@skip`/`@include` decisions `variables` make."""
+        query = self.schema.query_type
+        assert query is not None
+        collected = _collect(query, [operation.selection_set], fragments, variables)
+        roots = []
+        for key, nodes in collected.items():
+            name = nodes[0].name.value
+            if name == "__typename":
+                roots.append((key, _constant_root(query.name)))
+                continue
+            if name.startswith("__"):
+                raise Unsupported("introspection")
+            known = ROOT_ARGUMENTS.get(name)
+            field = query.fields.get(name)
+            if known is None or field is None or not set(field.args) <= known:
+                raise Unsupported("root_field")
+            return_type = field.type
+            if name == "cluster":
+                item = self._complete(return_type, nodes, fragments, variables, query.name, name)
+                roots.append((key, _cluster_root(key, nodes, field, item)))
+            else:
+                list_type = return_type
+                assert isinstance(list_type, GraphQLNonNull)
+                inner = list_type.of_type
+                assert isinstance(inner, GraphQLList)
+                item = self._complete(inner.of_type, nodes, fragments, variables, query.name, name)
+                roots.append((key, _clusters_root(key, nodes, field, item)))
+        return Plan(tuple(roots))
+
+    def _complete(
+        self,
+        gql_type: GraphQLOutputType,
+        nodes: list[FieldNode],
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+        parent: str,
+        field_name: str,
+    ) -> Complete:
+        """Completes a resolved non-None value of `gql_type` (None is handled by the caller)."""
+        if isinstance(gql_type, GraphQLNonNull):
+            return self._complete(gql_type.of_type, nodes, fragments, variables, parent, field_name)
+        if isinstance(gql_type, GraphQLList):
+            item_type = gql_type.of_type
+            item = self._complete(item_type, nodes, fragments, variables, parent, field_name)
+            return _list(item, isinstance(item_type, GraphQLNonNull), nodes, parent, field_name)
+        if is_leaf_type(gql_type):
+            serialize = gql_type.serialize
+
+            def leaf(value: Any, path: Path, run: Run) -> Any:
+                return serialize(value)
+
+            return leaf
+        if not isinstance(gql_type, GraphQLObjectType):
+            raise Unsupported("abstract_type")
+        selection_sets = [node.selection_set for node in nodes if node.selection_set is not None]
+        collected = _collect(gql_type, selection_sets, fragments, variables)
+        fields: list[tuple[str, FieldRun]] = []
+        for key, field_nodes in collected.items():
+            fields.append((key, self._field(gql_type, key, field_nodes, fragments, variables)))
+        return _object(tuple(fields))
+
+    def _field(
+        self,
+        parent: GraphQLObjectType,
+        key: str,
+        nodes: list[FieldNode],
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> FieldRun:
+        name = nodes[0].name.value
+        if name == "__typename":
+            type_name = parent.name
+            return lambda source, path, run: type_name
+        if name.startswith("__"):
+            raise Unsupported("introspection")
+        field = parent.fields[name]
+        if field.args:
+            raise Unsupported("arguments")
+        definition = (field.extensions or {}).get("strawberry-definition")
+        if not isinstance(definition, StrawberryField):
+            raise Unsupported("resolver")
+        resolve = _resolver(definition, parent.name, name, key)
+        guarded = _guarded(definition)
+        complete = self._complete(field.type, nodes, fragments, variables, parent.name, name)
+        non_null = isinstance(field.type, GraphQLNonNull)
+        null_message = f"Cannot return null for non-nullable field {parent.name}.{name}."
+
+        def run_field(source: Any, path: Path, run: Run) -> Any:
+            if guarded and not run.may_read_secrets:
+                run.fail(GatewayError(CanReadSecrets.message, "FORBIDDEN"), nodes, (*path, key))
+                if non_null:
+                    raise _Null
+                return None
+            try:
+                value = resolve(source, run)
+                if value is None:
+                    if non_null:
+                        run.errors.append(GraphQLError(null_message, nodes, path=[*path, key]))
+                        raise _Null
+                    return None
+                return complete(value, (*path, key), run)
+            except _Null:
+                if non_null:
+                    raise
+                return None
+            except Exception as exc:
+                run.fail(exc, nodes, (*path, key))
+                if non_null:
+                    raise _Null from None
+                return None
+
+        return run_field
+
+
+def _object(fields: tuple[tuple[str, FieldRun], ...]) -> Complete:
+    def complete_object(source: Any, path: Path, run: Run) -> dict[str, Any]:
+        return {key: field(source, path, run) for key, field in fields}
+
+    return complete_object
+
+
+def _list(
+    item: Complete, non_null_items: bool, nodes: list[FieldNode], parent: str, field_name: str
+) -> Complete:
+    null_message = f"Cannot return null for non-nullable field {parent}.{field_name}."
+
+    def complete_list(values: Any, path: Path, run: Run) -> list[Any]:
+        result: list[Any] = []
+        for index, value in enumerate(values):
+            item_path = (*path, index)
+            if value is None:
+                if non_null_items:
+                    run.errors.append(GraphQLError(null_message, nodes, path=list(item_path)))
+                    raise _Null
+                result.append(None)
+                continue
+            try:
+                result.append(item(value, item_path, run))
+            except _Null:
+                if non_null_items:
+                    raise
+                result.append(None)
+            except Exception as exc:
+                run.fail(exc, nodes, item_path)
+                if non_null_items:
+                    raise _Null from None
+                result.append(None)
+        return result
+
+    return complete_list
+
+
+def _resolver(
+    definition: StrawberryField, parent: str, name: str, key: str
+) -> Callable[[Any, Run], Any]:
+    """How a field's value is read from its source: as its Strawberry resolver reads it."""
+    resolver = definition.base_resolver
+    if resolver is None:
+        read = attrgetter(definition.python_name)  # Strawberry's default resolver reads so
+        return lambda source, run: read(source)
+    if resolver.is_async or resolver.arguments:
+        raise Unsupported("resolver")
+    if resolver.info_parameter is not None:
+        if (parent, name) == ("Freshness", "ageSeconds"):
+            return _age_seconds(key)
+        raise Unsupported("resolver")
+    function = resolver.wrapped_func
+    if not inspect.isfunction(function):
+        raise Unsupported("resolver")
+    reserved = {p.name for p in (resolver.self_parameter, resolver.root_parameter) if p}
+    parameters = list(inspect.signature(function).parameters)
+    if not set(parameters) <= reserved:
+        raise Unsupported("resolver")
+    if len(parameters) == 2:
+        return lambda source, run: function(source, source)
+    if len(parameters) == 1:
+        return lambda source, run: function(source)
+    return lambda source, run: function()
+
+
+def _age_seconds(key: str) -> Callable[[Any, Run], Any]:
+    def age(root: ClusterAnswer, run: Run) -> float:
+        value = round(root.age_seconds(), 3)
+        # Noted for the answer cache, which restates it when it reuses the answer.
+        run.context.ages.append((key, root.fetched_at, value))
+        return value
+
+    return age
+
+
+def _guarded(definition: StrawberryField) -> bool:
+    """Whether the field is a secret reference; Unsupported for any other field extension."""
+    guarded = False
+    for extension in definition.extensions:
+        if not isinstance(extension, PermissionExtension):
+            raise Unsupported("field_extension")
+        if not all(isinstance(p, CanReadSecrets) for p in extension.permissions):
+            raise Unsupported("field_extension")
+        guarded = True
+    return guarded
+
+
+def _constant_root(value: str) -> RootRun:
+    async def root(run: Run, variables: VariableValues) -> str:
+        return value
+
+    return root
+
+
+def _note(run: Run, answer: ClusterAnswer, path: Path) -> None:
+    """What the resolvers note of an answer: its cluster, and a stale mark."""
+    context = run.context
+    context.note_answer(answer)
+    if answer.stale:
+        context.volatile = True
+        context.stale.append({"path": list(path), "ageSeconds": round(answer.age_seconds(), 3)})
+
+
+def _resolver_span(context: GatewayContext, field: str, path: Path, identifier: str) -> Any:
+    tracer = context.tracer
+    if tracer is None:
+        return span(None, "")
+    return span(
+        tracer,
+        f"Query.{field}",
+        attributes={
+            "graphql.field.name": field,
+            "graphql.field.path": ".".join(str(part) for part in path),
+            "aws.pcs.cluster_identifier": identifier,
+        },
+    )
+
+
+def _complete_root_item(
+    item: Complete, answer: ClusterAnswer, path: Path, run: Run
+) -> dict[str, Any] | None:
+    try:
+        result: dict[str, Any] = item(answer, path, run)
+        return result
+    except _Null:
+        return None
+
+
+def _cluster_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) -> RootRun:
+    path: Path = (key,)
+
+    async def root(run: Run, variables: VariableValues) -> Any:
+        context = run.context
+        try:
+            arguments = get_argument_values(field, nodes[0], variables)
+            identifier: str = arguments["identifier"]
+            with _resolver_span(context, "cluster", path, identifier):
+                lookup: Awaitable[ClusterAnswer]
+                if arguments.get("refresh", False):
+                    context.volatile = True
+                    lookup = context.service.get(identifier, refresh=True)
+                else:
+                    lookup = _loader(context).load(identifier)
+                answer = await _within_deadline(context, lookup)
+            _note(run, answer, path)
+        except Exception as exc:
+            run.fail(exc, nodes, path)
+            return None
+        return _complete_root_item(item, answer, path, run)
+
+    return root
+
+
+def _clusters_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) -> RootRun:
+    async def root(run: Run, variables: VariableValues) -> Any:
+        context = run.context
+        try:
+            identifiers: list[str] = get_argument_values(field, nodes[0], variables)["identifiers"]
+            limit = context.settings.max_batch_size
+            if len(identifiers) > limit:
+                raise GatewayError(
+                    f"A batch may ask for at most {limit} clusters.", "BAD_USER_INPUT", limit=limit
+                )
+        except Exception as exc:
+            run.fail(exc, nodes, (key,))
+            return _NULL_ROOT  # `clusters` is non-null: the data is null
+        loader = _loader(context)
+
+        async def one(index: int, identifier: str) -> Any:
+            path: Path = (key, index)
+            try:
+                with _resolver_span(context, "clusters", path, identifier):
+                    answer = await _within_deadline(context, loader.load(identifier))
+                _note(run, answer, path)
+            except Exception as exc:
+                run.fail(exc, nodes, path)
+                return None
+            return _complete_root_item(item, answer, path, run)
+
+        return list(await asyncio.gather(*(one(i, x) for i, x in enumerate(identifiers))))
+
+    return root
+
+
+def _included(
+    node: FieldNode | InlineFragmentNode | FragmentSpreadNode, variables: dict[str, Any]
+) -> bool:
+    for directive in node.directives or ():
+        name = directive.name.value
+        if name not in ("skip", "include"):
+            raise Unsupported("directive")
+        (argument,) = directive.arguments or ()
+        value_node = argument.value
+        value: object
+        if isinstance(value_node, BooleanValueNode):
+            value = value_node.value
+        elif isinstance(value_node, VariableNode):
+            value = variables.get(value_node.name.value)
+        else:
+            raise Unsupported("directive")
+        if (name == "skip" and value is True) or (name == "include" and value is not True):
+            return False
+    return True
+
+
+def _collect(
+    parent: GraphQLObjectType,
+    selection_sets: list[SelectionSetNode],
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> dict[str, list[FieldNode]]:
+    """The fields selected on `parent`, by response key, in the order graphql-core collects."""
+    collected: dict[str, list[FieldNode]] = {}
+    visited: set[str] = set()
+
+    def walk(selection_set: SelectionSetNode) -> None:
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                if _included(selection, variables):
+                    key = selection.alias.value if selection.alias else selection.name.value
+                    collected.setdefault(key, []).append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                if not _included(selection, variables) or not _applies(
+                    selection.type_condition, parent
+                ):
+                    continue
+                walk(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in visited or not _included(selection, variables):
+                    continue
+                visited.add(name)
+                fragment = fragments[name]
+                if _applies(fragment.type_condition, parent):
+                    walk(fragment.selection_set)
+
+    for selection_set in selection_sets:
+        walk(selection_set)
+    return collected
+
+
+def _applies(condition: Any, parent: GraphQLObjectType) -> bool:
+    if condition is None:
+        return True
+    # The schema has object types only; validation has checked the condition names one.
+    return bool(condition.name.value == parent.name)
+
+
+def _condition_variables(node: Any, found: list[str]) -> None:
+    """Names of the variables `@skip`/`@include` read anywhere under `node`."""
+    for directive in getattr(node, "directives", None) or ():
+        for argument in directive.arguments or ():
+            if isinstance(argument.value, VariableNode):
+                found.append(argument.value.name.value)
+    selection_set = getattr(node, "selection_set", None)
+    if selection_set is not None:
+        for selection in selection_set.selections:
+            _condition_variables(selection, found)
