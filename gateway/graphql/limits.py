@@ -26,9 +26,17 @@ from graphql import (
     ValueNode,
     VariableNode,
 )
-from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from graphql.validation import (
+    ASTValidationRule,
+    DeferStreamDirectiveLabel,
+    DeferStreamDirectiveOnRootField,
+    DeferStreamDirectiveOnValidOperationsRule,
+    MaxIntrospectionDepthRule,
+    NoSchemaIntrospectionCustomRule,
+    StreamDirectiveOnListField,
+    specified_rules,
+)
 from strawberry.extensions import (
-    AddValidationRules,
     MaxTokensLimiter,
     SchemaExtension,
     max_aliases,
@@ -138,18 +146,55 @@ def _literal(node: ValueNode, variables: dict[str, Any]) -> Any:
     return None
 
 
+#: Rules about `@defer` and `@stream`: with neither directive in the schema, the rule that
+#: refuses unknown directives already refuses every document they would check.
+INCREMENTAL_DELIVERY_RULES = frozenset(
+    {
+        DeferStreamDirectiveLabel,
+        DeferStreamDirectiveOnRootField,
+        DeferStreamDirectiveOnValidOperationsRule,
+        StreamDirectiveOnListField,
+    }
+)
+
+
+def validation_rules(settings: Settings) -> list[type[ASTValidationRule]]:
+    """graphql-core's rules but those that cannot refuse anything here.
+
+    Each rule visits every node of a new document; one that can never fire is pure cost.
+    Without introspection, its depth rule goes too: every introspection field is refused.
+    """
+    rules = [rule for rule in specified_rules if rule not in INCREMENTAL_DELIVERY_RULES]
+    if not settings.introspection_enabled:
+        rules.remove(MaxIntrospectionDepthRule)
+    return rules
+
+
+class ValidationRules(SchemaExtension):
+    """Sets the operation's whole validation rule set (one tuple, so the cache keys on it)."""
+
+    def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
+        self.rules = rules
+
+    def on_operation(self) -> Iterator[None]:
+        self.execution_context.validation_rules = self.rules
+        yield
+
+
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """The limit extensions the settings ask for, as factories for the schema."""
     # Strawberry's depth and alias limiters, as rule classes made once: the validation
     # cache keys on the rules, so a class made per operation would never hit it.
     rules: list[type[ASTValidationRule]] = [
+        *validation_rules(settings),
         query_depth_limiter.create_validator(settings.max_depth, None, None),
         max_aliases.create_validator(settings.max_aliases),
     ]
     if not settings.introspection_enabled:
         rules.append(NoSchemaIntrospectionCustomRule)
+    chosen = tuple(rules)
     return [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: AddValidationRules(rules),
+        lambda: ValidationRules(chosen),
         lambda: LookupLimit(max_lookups=settings.lookup_limit, max_batch=settings.max_batch_size),
     ]

@@ -86,6 +86,8 @@ Complete = Callable[[Any, Path, Run], Any]
 #: Resolves and completes one field of an object: (source, the object's path, run).
 FieldRun = Callable[[Any, Path, Run], Any]
 RootRun = Callable[[Run, VariableValues], Awaitable[Any]]
+#: Reads a field's value from its source.
+Reader = Callable[[Any, Run], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,8 @@ class Compiler:
 
     def __init__(self, schema: GraphQLSchema) -> None:
         self.schema = schema
+        # What compiling learns of a field once (its reader, its guard), for every document.
+        self._readers: dict[tuple[str, str], tuple[Callable[[str], Reader], bool]] = {}
 
     def operation(
         self, document: DocumentNode, operation_name: str | None
@@ -218,11 +222,17 @@ class Compiler:
         field = parent.fields[name]
         if field.args:
             raise Unsupported("arguments")
-        definition = (field.extensions or {}).get("strawberry-definition")
-        if not isinstance(definition, StrawberryField):
-            raise Unsupported("resolver")
-        resolve = _resolver(definition, parent.name, name, key)
-        guarded = _guarded(definition)
+        known = self._readers.get((parent.name, name))
+        if known is None:
+            definition = (field.extensions or {}).get("strawberry-definition")
+            if not isinstance(definition, StrawberryField):
+                raise Unsupported("resolver")
+            known = self._readers[parent.name, name] = (
+                _resolver(definition, parent.name, name),
+                _guarded(definition),
+            )
+        reader, guarded = known
+        resolve = reader(key)
         complete = self._complete(field.type, nodes, fragments, variables, parent.name, name)
         non_null = isinstance(field.type, GraphQLNonNull)
         null_message = f"Cannot return null for non-nullable field {parent.name}.{name}."
@@ -292,19 +302,21 @@ def _list(
     return complete_list
 
 
-def _resolver(
-    definition: StrawberryField, parent: str, name: str, key: str
-) -> Callable[[Any, Run], Any]:
-    """How a field's value is read from its source: as its Strawberry resolver reads it."""
+def _resolver(definition: StrawberryField, parent: str, name: str) -> Callable[[str], Reader]:
+    """How a field's value is read from its source, as its Strawberry resolver reads it.
+
+    Returns a factory taking the field's response key (the age is noted under it).
+    """
     resolver = definition.base_resolver
     if resolver is None:
         read = attrgetter(definition.python_name)  # Strawberry's default resolver reads so
-        return lambda source, run: read(source)
+        reader: Reader = lambda source, run: read(source)  # noqa: E731
+        return lambda key: reader
     if resolver.is_async or resolver.arguments:
         raise Unsupported("resolver")
     if resolver.info_parameter is not None:
         if (parent, name) == ("Freshness", "ageSeconds"):
-            return _age_seconds(key)
+            return _age_seconds
         raise Unsupported("resolver")
     function = resolver.wrapped_func
     if not inspect.isfunction(function):
@@ -314,13 +326,15 @@ def _resolver(
     if not set(parameters) <= reserved:
         raise Unsupported("resolver")
     if len(parameters) == 2:
-        return lambda source, run: function(source, source)
-    if len(parameters) == 1:
-        return lambda source, run: function(source)
-    return lambda source, run: function()
+        reader = lambda source, run: function(source, source)  # noqa: E731
+    elif len(parameters) == 1:
+        reader = lambda source, run: function(source)  # noqa: E731
+    else:
+        reader = lambda source, run: function()  # noqa: E731
+    return lambda key: reader
 
 
-def _age_seconds(key: str) -> Callable[[Any, Run], Any]:
+def _age_seconds(key: str) -> Reader:
     def age(root: ClusterAnswer, run: Run) -> float:
         value = round(root.age_seconds(), 3)
         # Noted for the answer cache, which restates it when it reuses the answer.
