@@ -2,6 +2,7 @@
 
     python3 bench/cached_queries.py [--rounds 3] [--seconds 5] [--connections 32]
                                     [--scenarios full,status,...] [--memory-clusters 10000]
+                                    [--plans 10000]
                                     [--json bench/results/cached-queries.json]
 
 Installs what it needs (wrk from Debian's packages when run as root; the Node peers with
@@ -13,8 +14,12 @@ pinned to CPU 0 with taskset:
     gateway-lines  the same writing its line per request (console format, as development)
     production   the same with production settings (see PRODUCTION_ENV: API key, JSON line
                  per request, per-caller rate limit), called with a key
-    strawberry   the same gateway with its answer cache off: Strawberry with its parser and
-                 validation caches behind Starlette, as every miss runs
+    compiled     the same gateway with its answer cache off: every request executed by the
+                 document's compiled plan, as every miss of a known document runs
+    strawberry   the same with compiled plans off too: Strawberry with its parser and
+                 validation caches behind Starlette, as every miss ran before plans
+    keys         the gateway with 500 API keys (one partition), clusters refreshing every
+                 second (settled TTL 1 s) and the per-caller rate limit on
     ceiling      a raw ASGI callable on uvicorn returning the same bytes
     apollo       Apollo Server 5, standalone
     mercurius    Mercurius on Fastify with graphql-jit (jit: 1)
@@ -32,6 +37,11 @@ Scenarios (each server checked on every answer):
     mixed        the full query, with every 20th request's variables never seen before (an
                  extra variable the operation ignores): 5% answer-cache misses, each one a
                  full GraphQL execution of a known document
+    known        the full query executed every request (answer cache off): the compiled
+                 plan against Strawberry and the peers
+    keys-500     the full query from 500 API keys in turn (`keys`), answers shared by the
+                 callers' authorization partition, each request counted by the rate limit
+    mixed-20     the full query, with every 5th request's variables never seen before (20%)
     production   the full query with production settings and an API key
     workers      the full query with 1, 2 and 4 uvicorn workers on the server's one core
     cold-burst   a fresh gateway, 1,000 requests from 200 clients at once over 5 clusters:
@@ -39,6 +49,8 @@ Scenarios (each server checked on every answer):
     memory       a gateway against an emulator of --memory-clusters full clusters: each
                  asked for once (cluster and answer caches full), peak RSS against the
                  RSS after the first answer
+    plans        a gateway asked --plans distinct documents (answer cache off): RSS with
+                 that many compiled plans held, against the RSS after the first
 
 All serve schema/schema.graphql with the demo data the gateway answered at start (held in
 memory by the Node peers; the gateway's cluster cache is warmed and its TTL set to an hour).
@@ -80,6 +92,15 @@ STATUS_QUERY = (ROOT / "schema" / "examples" / "cluster-status.graphql").read_te
 IDENTIFIER = "demo-full"
 SERVER_CPU, LOAD_CPU = "0", "1"
 API_KEY = "bench-key-0123456789abcdef"
+#: Callers of the `keys-500` scenario: 500 keys of one authorization partition.
+CALLER_KEYS = [f"bench-caller-{n:04d}-0123456789abcdef" for n in range(500)]
+#: The `keys` gateway: clusters refresh every second, the per-caller rate limit counts
+#: every request (at a budget the load stays under: each key sends about 1/500 of it).
+KEYS_ENV = {
+    "PCS_GATEWAY_API_KEYS": ",".join(f"{key}:pcs-gateway:secrets" for key in CALLER_KEYS),
+    "PCS_GATEWAY_CACHE_TTL_SETTLED_SECONDS": "1",
+    "PCS_GATEWAY_RATE_LIMIT": "6000/minute",
+}
 
 #: The gateway's production settings. Authentication, metrics and request ids are on:
 #: metrics are always on; the key is sent in X-API-Key by every request of the scenario.
@@ -138,6 +159,8 @@ class Scenario:
     #: operation renamed) or known document with new variables ("variables").
     unique_every: int = 0
     unique: str = "name"
+    #: Send CALLER_KEYS in turn, one per request.
+    keys: bool = False
 
     def request(self) -> tuple[str, bytes]:
         """Path and body of the request."""
@@ -207,6 +230,23 @@ SCENARIOS = {
         unique_every=20,
         unique="variables",
     ),
+    "known": Scenario(
+        "known", FULL_QUERY, servers=("compiled", "strawberry", "ceiling", "apollo", "mercurius")
+    ),
+    "keys-500": Scenario(
+        "keys-500",
+        FULL_QUERY,
+        headers=(("x-api-key", CALLER_KEYS[0]),),
+        servers=("keys", "ceiling", "apollo", "mercurius"),
+        keys=True,
+    ),
+    "mixed-20": Scenario(
+        "mixed-20",
+        FULL_QUERY,
+        servers=("gateway", "apollo", "mercurius"),
+        unique_every=5,
+        unique="variables",
+    ),
     "production": Scenario(
         "production",
         FULL_QUERY,
@@ -216,7 +256,7 @@ SCENARIOS = {
     "workers": Scenario("workers", FULL_QUERY, servers=("gateway", "gateway-2w", "gateway-4w")),
 }
 #: Scenarios that are not a wrk load against every server.
-SPECIAL = ("cold-burst", "memory")
+SPECIAL = ("cold-burst", "memory", "plans")
 
 
 def free_port() -> int:
@@ -315,10 +355,17 @@ def comparable(body: bytes) -> Any:
 
 
 def wrk(
-    server: Server, scenario: Scenario, expected: Path, body: Path, seconds: int, connections: int
+    server: Server,
+    scenario: Scenario,
+    expected: Path,
+    body: Path,
+    seconds: int,
+    connections: int,
+    keys: Path | None = None,
 ) -> dict[str, Any]:
     path, _ = scenario.request()
     env = {
+        "BENCH_KEYS_FILE": str(keys) if keys is not None and scenario.keys else "",
         **os.environ,
         "BENCH_METHOD": scenario.method,
         "BENCH_PATH": path,
@@ -351,6 +398,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--scenarios", default=",".join([*SCENARIOS, *SPECIAL]))
     parser.add_argument("--memory-clusters", type=int, default=10_000)
+    parser.add_argument("--plans", type=int, default=10_000)
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "cached-queries.json")
     args = parser.parse_args()
     chosen = args.scenarios.split(",")
@@ -363,11 +411,21 @@ def main() -> int:
     gateway_env = {**GATEWAY_ENV, "PYTHONPATH": str(ROOT)}
     servers = {
         "gateway": Server("gateway", uvicorn("gateway"), gateway_env),
-        "strawberry": Server(
-            "strawberry",
+        "compiled": Server(
+            "compiled",
             uvicorn("gateway"),
             {**gateway_env, "PCS_GATEWAY_ANSWER_CACHE_MAX_ENTRIES": "0"},
         ),
+        "strawberry": Server(
+            "strawberry",
+            uvicorn("gateway"),
+            {
+                **gateway_env,
+                "PCS_GATEWAY_ANSWER_CACHE_MAX_ENTRIES": "0",
+                "PCS_GATEWAY_COMPILED_PLANS_MAX_ENTRIES": "0",
+            },
+        ),
+        "keys": Server("keys", uvicorn("gateway"), {**gateway_env, **KEYS_ENV}),
         "production": Server("production", uvicorn("gateway"), {**gateway_env, **PRODUCTION_ENV}),
         "gateway-lines": Server(
             "gateway-lines", uvicorn("gateway"), {**gateway_env, "PCS_GATEWAY_LOG_LEVEL": "info"}
@@ -381,7 +439,9 @@ def main() -> int:
         for name in (
             "gateway",
             "gateway-lines",
+            "compiled",
             "strawberry",
+            "keys",
             "production",
             "gateway-2w",
             "gateway-4w",
@@ -408,6 +468,8 @@ def main() -> int:
                 start(servers[name])
                 running.append(servers[name])
 
+        keys_file = work / "keys.txt"
+        keys_file.write_text("\n".join(CALLER_KEYS) + "\n")
         # Expected answers, checked against the gateway's before any load.
         files: dict[tuple[str, str], tuple[Path, Path]] = {}
         for scenario in scenarios:
@@ -432,8 +494,10 @@ def main() -> int:
                 for name in names[shift:] + names[:shift]:
                     expected, body = files[(scenario.name, name)]
                     server = servers[name]
-                    wrk(server, scenario, expected, body, args.warmup, args.connections)
-                    result = wrk(server, scenario, expected, body, args.seconds, args.connections)
+                    wrk(server, scenario, expected, body, args.warmup, args.connections, keys_file)
+                    result = wrk(
+                        server, scenario, expected, body, args.seconds, args.connections, keys_file
+                    )
                     results.setdefault(scenario.name, {}).setdefault(name, []).append(result)
                     print(
                         f"round {round_ + 1} {scenario.name:<10} {name:<10} "
@@ -449,6 +513,8 @@ def main() -> int:
             report["cold_burst"] = cold_burst(gateway_env)
         if "memory" in chosen:
             report["memory"] = memory(gateway_env, args.memory_clusters)
+        if "plans" in chosen:
+            report["plans"] = plans_memory(gateway_env, args.plans)
         report["command"] = " ".join(["python3", "bench/cached_queries.py", *sys.argv[1:]])
         report["machine"] = machine()
         print_table(report)
@@ -482,7 +548,7 @@ def summarise(
                 "peak_rss_mb": round(rss.get(name, 0.0), 1),
                 "rounds": runs,
             }
-            for peer in ("apollo", "mercurius", "ceiling", "strawberry", "gateway"):
+            for peer in ("apollo", "mercurius", "ceiling", "strawberry", "compiled", "gateway"):
                 if peer in by_server and peer != name:
                     pairs = list(zip(runs, by_server[peer], strict=True))
                     row[f"rps_vs_{peer}"] = statistics.median(a["rps"] / b["rps"] for a, b in pairs)
@@ -636,6 +702,47 @@ def memory(env: dict[str, str], clusters: int) -> dict[str, Any]:
     }
 
 
+def plans_memory(env: dict[str, str], count: int) -> dict[str, Any]:
+    """RSS with `count` distinct documents compiled and held (answer cache off)."""
+    server = Server(
+        "plans",
+        uvicorn("gateway"),
+        {
+            **env,
+            "PCS_GATEWAY_ANSWER_CACHE_MAX_ENTRIES": "0",
+            "PCS_GATEWAY_COMPILED_PLANS_MAX_ENTRIES": str(count),
+        },
+    )
+    start(server)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+
+            def ask(n: int) -> None:
+                query = FULL_QUERY.replace("ClusterFull", f"ClusterFull{n}")
+                answer = client.post("/graphql", json={"query": query}).json()
+                if answer.get("data", {}).get("cluster", {}).get("name") != IDENTIFIER:
+                    raise SystemExit(f"document {n} answered {str(answer)[:300]}")
+
+            ask(0)
+            baseline = server.peak_rss_mb()
+            started = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                list(pool.map(ask, range(1, count)))
+            seconds = time.perf_counter() - started
+        held = metric(server, "pcsgw_compiled_plans")
+        peak = server.peak_rss_mb()
+    finally:
+        stop(server)
+    return {
+        "documents": count,
+        "plans_held": int(held),
+        "rss_after_first_mb": round(baseline, 1),
+        "peak_rss_mb": round(peak, 1),
+        "kb_per_plan": round((peak - baseline) * 1024 / max(1, held), 1),
+        "seconds": round(seconds, 1),
+    }
+
+
 def print_special(report: dict[str, Any]) -> None:
     burst = report.get("cold_burst")
     if burst is not None:
@@ -644,6 +751,13 @@ def print_special(report: dict[str, Any]) -> None:
             f"{burst['identifiers']} clusters: {burst['pcs_calls']} PCS calls "
             f"({burst['pcs_calls_per_identifier']:.2f} per cluster), "
             f"{burst['right_answers']} right answers in {burst['seconds']} s"
+        )
+    plans = report.get("plans")
+    if plans is not None:
+        print(
+            f"plans: {plans['plans_held']} documents compiled and held: peak RSS "
+            f"{plans['peak_rss_mb']} MB against {plans['rss_after_first_mb']} MB after the first "
+            f"({plans['kb_per_plan']} KB a plan)"
         )
     held = report.get("memory")
     if held is not None:

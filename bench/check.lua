@@ -7,6 +7,7 @@
 -- (named BENCH_UNIQUE_NAME) a new name, BENCH_UNIQUE=variables adds a variable the
 -- operation does not use; either way unique to this run (BENCH_RUN) and request.
 -- "fetchedAt" values are normalised too: replicas or workers each fetched their own copy.
+-- BENCH_KEYS_FILE (one API key a line) sends the keys in turn, one per request.
 
 local threads = {}
 
@@ -41,19 +42,37 @@ function init(args)
   unique_mode = os.getenv("BENCH_UNIQUE") or "name"
   run = os.getenv("BENCH_RUN") or "0"
   sent = 0
+  keys = {}
+  local keys_file = os.getenv("BENCH_KEYS_FILE") or ""
+  if keys_file ~= "" then
+    for key in read(keys_file):gmatch("[^\n]+") do
+      table.insert(keys, key)
+    end
+  end
+  key_index = 0
 end
 
 function request()
   sent = sent + 1
+  local body = request_body
+  local changed = false
   if unique_every > 0 and sent % unique_every == 0 then
     local suffix = "R" .. run .. "N" .. sent
-    local fresh
     if unique_mode == "variables" then
-      fresh = request_body:gsub('"variables": {', '"variables": {"n": "' .. suffix .. '", ', 1)
+      body = request_body:gsub('"variables": {', '"variables": {"n": "' .. suffix .. '", ', 1)
     else
-      fresh = request_body:gsub(unique_name, unique_name .. suffix, 1)
+      body = request_body:gsub(unique_name, unique_name .. suffix, 1)
     end
-    return wrk.format(method, path, request_headers, fresh)
+    changed = true
+  end
+  if #keys > 0 then
+    -- Callers in turn: each request carries the next key of BENCH_KEYS_FILE.
+    key_index = key_index % #keys + 1
+    request_headers["x-api-key"] = keys[key_index]
+    changed = true
+  end
+  if changed then
+    return wrk.format(method, path, request_headers, body)
   end
   return request_bytes
 end

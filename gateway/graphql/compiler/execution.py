@@ -23,6 +23,8 @@ from gateway.lru import LRU
 
 #: Plans kept per document for different `@skip`/`@include` decisions.
 MAX_DECISIONS = 16
+#: A document seen once: Strawberry runs it, and it is compiled if it comes again.
+_FIRST_SIGHT = "new_document"
 
 
 @dataclass(slots=True)
@@ -49,9 +51,7 @@ class Plans:
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self.stats = PlanStats()
-        self._entries: LRU[tuple[str, str | None], _Compiled | Unsupported] = LRU(
-            max(1, max_entries)
-        )
+        self._entries: LRU[tuple[str, str | None], _Compiled | str] = LRU(max(1, max_entries))
         self._compiler: Compiler | None = None
 
     def __len__(self) -> int:
@@ -67,14 +67,21 @@ class Plans:
         context: GatewayContext,
     ) -> ExecutionResult | None:
         """The operation's result by its plan; None when Strawberry must run it."""
+        compiled = self._compiled(schema, query, document, operation_name)
         try:
-            compiled = self._compiled(schema, query, document, operation_name)
+            if isinstance(compiled, str):
+                raise Unsupported(compiled)
             variables = get_variable_values(
                 schema, compiled.operation.variable_definitions or (), raw_variables or {}
             )
             if not isinstance(variables, VariableValues):
                 raise Unsupported("variables")  # Strawberry reports them as it always has
-            plan = self._plan(compiled, variables)
+            try:
+                plan = self._plan(compiled, variables)
+            except Unsupported as exc:
+                # What the document holds does not change: it is not compiled again.
+                self._entries.put((query, operation_name), exc.reason)
+                raise
         except Unsupported as exc:
             self.stats.fallbacks[exc.reason] = self.stats.fallbacks.get(exc.reason, 0) + 1
             return None
@@ -85,19 +92,23 @@ class Plans:
 
     def _compiled(
         self, schema: GraphQLSchema, query: str, document: DocumentNode, operation_name: str | None
-    ) -> _Compiled:
+    ) -> _Compiled | str:
+        """The document's compiled operation, or why there is none (a reason, kept)."""
         key = (query, operation_name)
         entry = self._entries.get(key)
         if entry is None:
+            # A document is compiled the second time it comes: one-off documents would pay
+            # for compiling more than the plan saves them.
+            self._entries.put(key, _FIRST_SIGHT)
+            return _FIRST_SIGHT
+        if entry == _FIRST_SIGHT:
             if self._compiler is None or self._compiler.schema is not schema:
                 self._compiler = Compiler(schema)
             try:
                 entry = _Compiled(*self._compiler.operation(document, operation_name))
             except Unsupported as exc:
-                entry = exc
+                entry = exc.reason
             self._entries.put(key, entry)
-        if isinstance(entry, Unsupported):
-            raise entry
         return entry
 
     def _plan(self, compiled: _Compiled, variables: VariableValues) -> Plan:
