@@ -211,11 +211,14 @@ SCENARIO_NAMES = {
     "status-apq": "status by APQ hash over GET",
     "new-shape": "new document each request",
     "mixed": "mixed, 5% misses",
+    "mixed-20": "mixed, 20% new variables",
+    "known": "known document, answer cache off",
+    "keys-500": "500 API keys in turn, TTL 1 s",
     "production": "production settings",
     "workers": "workers on one core",
 }
 #: The gateway's own server in a scenario: the first of these it ran.
-GATEWAY_SERVERS = ("gateway", "production")
+GATEWAY_SERVERS = ("gateway", "production", "compiled", "keys")
 #: The bars of each scenario: (ratio key, legend, colour).
 PEERS = (
     ("mercurius", "vs Mercurius", "#2563eb"),
