@@ -38,6 +38,7 @@ from gateway.security.layers import security_middleware
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
 from gateway.service.regions import Regions, RegionServices
+from gateway.service.resources import ResourceServices
 from gateway.service.store import CacheStore
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,12 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         )
         stack.push_async_callback(state.service.close)
         region = client.region
+        resources = ResourceServices(
+            client, store, settings, observer=ObservedLookups(tracer=tracer)
+        )
+        stack.push_async_callback(resources.close)
         state.regions = Regions(
-            {region: RegionServices(region, client, state.service)}, default=region
+            {region: RegionServices(region, client, state.service, resources)}, default=region
         )
         metrics.watch(
             lambda: itertools.chain(
