@@ -18,6 +18,7 @@ from gateway.config import Settings
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
+from gateway.graphql.cursors import Cursors
 from gateway.http.answer_cache import AnswerCache, answer_families
 from gateway.http.body_limit import BodyLimitMiddleware
 from gateway.http.probes import probe_routes
@@ -119,6 +120,8 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         state.service = ClusterService(
             client, store, settings, state.stats, observer=ObservedLookups(tracer=tracer)
         )
+        if settings.cursor_key is not None:
+            state.graphql.cursors = Cursors(settings.cursor_key.get_secret_value().encode())
         state.graphql.apq = PersistedQueries(
             max_entries=settings.persisted_queries_max_entries,
             shared=store if store.kind == "redis" else None,
