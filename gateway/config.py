@@ -247,6 +247,19 @@ class Settings(BaseSettings):
     )
     max_depth: int = Field(12, ge=2, le=100, description="Deepest selection an operation may have.")
     max_aliases: int = Field(30, ge=0, le=10_000, description="Most aliases one operation may use.")
+    max_fragment_depth: int = Field(
+        20,
+        ge=1,
+        le=100,
+        description="Longest chain of fragments spreading fragments one operation may hold.",
+    )
+    max_fragment_spreads: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most fragment spreads one operation may hold once fragments are expanded "
+        "(a fragment spread twice counts twice, with the spreads inside it).",
+    )
     max_tokens: int = Field(
         4000, ge=100, le=1_000_000, description="Most tokens one GraphQL document may hold."
     )
