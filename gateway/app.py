@@ -339,7 +339,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             stack.push_async_callback(state.service.close)
             metrics.watch(
                 lambda: itertools.chain(
-                    cache_families(state.stats, store.kind),
+                    cache_families(state.stats, store.kind, lambda: store.degraded),
                     upstream_families(client.limiter, client.breaker),
                 )
             )
