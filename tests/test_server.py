@@ -316,6 +316,7 @@ CLIENT_LIMITS = {
     "PCS_GATEWAY_HEADER_TIMEOUT_SECONDS": "1",
     "PCS_GATEWAY_BODY_TIMEOUT_SECONDS": "1",
     "PCS_GATEWAY_KEEP_ALIVE_SECONDS": "1",
+    "PCS_GATEWAY_API_KEYS": "limits-key-0123456789",
 }
 
 
@@ -387,12 +388,38 @@ def test_a_connection_that_sends_nothing_is_closed(limited_gateway: ServeProcess
 
 
 def test_keep_alive_connections_still_serve_requests(limited_gateway: ServeProcess) -> None:
-    with httpx.Client(base_url=limited_gateway.url) as client:
+    headers = {"x-api-key": CLIENT_LIMITS["PCS_GATEWAY_API_KEYS"]}
+    with httpx.Client(base_url=limited_gateway.url, headers=headers) as client:
         for _ in range(3):
             answer = client.post(
                 "/graphql", json={"query": QUERY, "variables": {"id": "demo-active"}}
             )
             assert answer.json()["data"]["cluster"]["name"] == "demo-active"
+
+
+@pytest.mark.parametrize("credential", [b"", b"x-api-key: limits-key-0123456789\r\n"])
+def test_a_large_body_is_not_read_past_the_body_limit(
+    limited_gateway: ServeProcess, credential: bytes
+) -> None:
+    sent = 0
+    with limited_gateway.connect() as sock:
+        sock.sendall(
+            b"POST /graphql HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            + credential
+            + b"Content-Length: 100000000\r\n\r\n"
+        )
+        chunk = b" " * 65536
+        try:
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        answer = read_answer(sock)
+    # Refused without authentication (401) or for its size (413); the rest never read.
+    expected = b"HTTP/1.1 413 " if credential else b"HTTP/1.1 401 "
+    assert answer.startswith(expected), answer[:200]
+    assert sent < 16 * 1024 * 1024, sent
 
 
 def test_sigterm_drops_a_request_whose_body_is_still_arriving(

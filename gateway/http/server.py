@@ -211,6 +211,15 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.reading_body and not self.transport.is_closing():
+            # Answered before its body came (401, 413...): the rest is not read, nor drained.
+            self.reading_body = False
+            self.refused = True
+            self._disarm()
+            self.transport.close()
+
     def handle_websocket_upgrade(self) -> None:
         self.reading_head = self.reading_body = False
         self._disarm()
