@@ -90,9 +90,10 @@ class ClosingWhileDraining:
             return
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if not state.draining or task is None:
+            if task is None or not task.cancelling():
                 raise
-            # The server's own cancel at the end of the drain: answered, not a crash.
+            # Only a stopping server cancels a request's task (at the end of the drain, or
+            # uvicorn's graceful timeout with --workers): answered, not a crash.
             task.uncancel()
             if not started:
                 await send(
@@ -224,6 +225,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.reading_head = self.reading_body = False
         self._disarm()
         super().handle_websocket_upgrade()
+
+    def shutdown(self) -> None:
+        self.drop_unfinished()
+        super().shutdown()
 
     def drop_unfinished(self) -> None:
         """At drain: a request whose headers or body are still arriving gets 503 and closes."""
