@@ -154,7 +154,10 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         metrics.watch(
             lambda: itertools.chain(
                 cache_families(
-                    {r.name: r.clusters.stats for r in regions}, state.stats, store.kind
+                    {r.name: r.clusters.stats for r in regions},
+                    state.stats,
+                    store.kind,
+                    lambda: store.degraded,
                 ),
                 upstream_families(
                     RegionBudget(r.name, r.client.limiter, r.client.breaker) for r in regions

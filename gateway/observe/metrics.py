@@ -229,9 +229,21 @@ _STORE_COUNTERS = (
 
 
 def cache_families(
-    lookups: Mapping[str, CacheStats], store: CacheStats, backend: str
+    lookups: Mapping[str, CacheStats],
+    store: CacheStats,
+    backend: str,
+    degraded: Callable[[], bool] | None = None,
 ) -> Iterator[Any]:
-    """The cluster cache's counters: lookups by backend and region, the store's by backend."""
+    """The cluster cache's counters (lookups by backend and region, the store's by backend),
+    and whether the store is degraded now."""
+    if degraded is not None:
+        gauge = GaugeMetricFamily(
+            "pcsgw_cache_degraded",
+            "1 while the cache backend fails (answers come from PCS meanwhile), else 0.",
+            labels=["backend"],
+        )
+        gauge.add_metric([backend], 1.0 if degraded() else 0.0)
+        yield gauge
     for name, help_text in _LOOKUP_COUNTERS:
         family = CounterMetricFamily(f"pcsgw_cache_{name}", help_text, labels=["backend", "region"])
         for region, stats in lookups.items():
