@@ -111,9 +111,9 @@ class Caller:
 class AnswerFacts:
     """What the GraphQL layer learnt while building one answer, for the answer cache.
 
-    `clusters` maps each cluster id in the answer to when PCS sent that value; `ages`
-    lists each `ageSeconds` field as (response key, fetched_at, value as resolved), so a
-    reused answer states the age at the time it is sent.
+    `clusters` maps each cluster's ARN in the answer (unique across regions) to when PCS
+    sent that value; `ages` lists each `ageSeconds` field as (response key, fetched_at,
+    value as resolved), so a reused answer states the age at the time it is sent.
     """
 
     reusable: bool

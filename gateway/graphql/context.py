@@ -23,24 +23,25 @@ from gateway.service.regions import Regions
 class GatewayContext:
     """Per-request context: the long-lived service, and what this request has learnt."""
 
+    #: The default region's cluster service.
     service: ClusterService
     settings: Settings
     #: The services of each region served; resolvers pick theirs with `regions.get(region)`.
-    regions: Regions | None = None
+    regions: Regions
     request: Request | WebSocket | None = None
     #: Strawberry's response for HTTP (status, headers), the socket for subscriptions.
     response: Response | WebSocket | None = None
     #: The request's facts from the layers in front (the caller, the request record).
     request_context: RequestContext = field(default_factory=RequestContext)
-    #: One loader per request: duplicate identifiers in a request are looked up once.
-    loader: DataLoader[str, ClusterAnswer] | None = None
+    #: One loader per region and request: duplicate identifiers are looked up once.
+    loaders: dict[str, DataLoader[str, ClusterAnswer]] = field(default_factory=dict)
     #: Paths and ages of clusters answered stale, reported in the response's extensions.
     stale: list[dict[str, Any]] = field(default_factory=list)
     #: True when the answer depends on the moment (ages, forced refresh): never reuse it.
     volatile: bool = False
     #: time.monotonic() past which fields still waiting for PCS fail.
     deadline: float = field(default_factory=lambda: time.monotonic() + 5.0)
-    #: Cluster ids in a query's answer and when PCS sent them; empty: nothing to reuse.
+    #: Cluster ARNs in a query's answer and when PCS sent them; empty: nothing to reuse.
     clusters: dict[str, float] = field(default_factory=dict)
     #: The earliest time (time.time()) one of those clusters stops being fresh.
     fresh_until: float = math.inf
@@ -56,7 +57,8 @@ class GatewayContext:
 
     def note_answer(self, answer: ClusterAnswer) -> None:
         """Record a cluster a query's answer is built from, for the answer cache."""
-        self.clusters[answer.cluster.id] = answer.fetched_at
+        # By ARN: unique across regions, where an id is only unique within one.
+        self.clusters[answer.cluster.arn] = answer.fetched_at
         self.fresh_until = min(self.fresh_until, answer.fresh_until)
 
     def answer_facts(self) -> AnswerFacts | None:

@@ -18,6 +18,18 @@ from gateway.graphql.errors import ErrorContract, log_errors
 from gateway.graphql.limits import limit_extensions, validation_extension
 from gateway.graphql.types import Cluster, DateTime
 
+#: The `region` argument of every root field: one of `regions`, the default when absent.
+Region = Annotated[
+    str | None,
+    strawberry.argument(
+        description=(
+            "The AWS region to ask, one of `regions` (e.g. eu-west-1); absent or null: the "
+            "gateway's default region, the first of `regions`. A region the gateway does not "
+            "serve is BAD_USER_INPUT, and PCS is not called."
+        )
+    ),
+]
+
 
 @strawberry.type(description="Read AWS PCS clusters.")
 class Query:
@@ -42,8 +54,10 @@ class Query:
                 )
             ),
         ] = False,
+        region: Region = None,
     ) -> Cluster | None:
-        return await resolvers.cluster(info, identifier, refresh)  # type: ignore[return-value]
+        answer = await resolvers.cluster(info, identifier, refresh, region)
+        return answer  # type: ignore[return-value]
 
     @strawberry.field(
         description=(
@@ -58,8 +72,18 @@ class Query:
             list[str],
             strawberry.argument(description="Names or ids; at most the gateway's batch limit."),
         ],
+        region: Region = None,
     ) -> list[Cluster | None]:
-        return resolvers.clusters(info, identifiers)  # type: ignore[return-value]
+        return resolvers.clusters(info, identifiers, region)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description=(
+            "The AWS regions this gateway serves, the default first: the values the `region` "
+            "argument takes."
+        )
+    )
+    def regions(self, info: Info[GatewayContext, None]) -> list[str]:
+        return list(info.context.regions.names)
 
 
 class StaleReport(SchemaExtension):

@@ -358,6 +358,11 @@ class Freshness:
         return age
 
 
+def region_of(arn: str) -> str:
+    """The region a PCS ARN names (arn:aws:pcs:<region>:<account>:...)."""
+    return arn.split(":")[3]
+
+
 @strawberry.type(description="An AWS PCS cluster: a Slurm controller and its settings.")
 class Cluster:
     """Resolved from a ClusterAnswer: the cluster and how fresh the gateway's copy is."""
@@ -376,6 +381,12 @@ class Cluster:
     )
     def arn(self, root: Parent[ClusterAnswer]) -> str:
         return root.cluster.arn
+
+    @strawberry.field(
+        description="The AWS region of the cluster, e.g. us-east-1: one of `Query.regions`."
+    )
+    def region(self, root: Parent[ClusterAnswer]) -> str:
+        return region_of(root.cluster.arn)
 
     @strawberry.field(description="Lifecycle state; UNKNOWN for a state added after this release.")
     def status(self, root: Parent[ClusterAnswer]) -> ClusterStatus:
