@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +13,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from gateway.api_keys import parse_api_keys, read_api_keys_file
 
 ENV_PREFIX = "PCS_GATEWAY_"
+#: Most regions one gateway serves: each holds a client, a breaker and a metrics label set.
+MAX_REGIONS = 32
+#: An AWS region name: us-east-1, eu-central-2, us-gov-west-1, cn-northwest-1...
+REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
 
 class Environment(StrEnum):
@@ -79,6 +84,13 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Headers the GraphiQL header editor starts with, as JSON, "
         'e.g. {"X-API-Key": ""}.',
+    )
+
+    regions: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="AWS regions served, comma-separated (e.g. us-east-1,eu-west-1); the first "
+        "is the default, asked when a field names no region. Empty: the region of AWS_REGION "
+        f"(or AWS_DEFAULT_REGION); with demo on, the demo's regions. At most {MAX_REGIONS}.",
     )
 
     cache_url: str = Field(
@@ -346,6 +358,24 @@ class Settings(BaseSettings):
                 raise ValueError("list exact origins such as https://portal.example.com, no *")
             origins.append(normal)
         return origins
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _split_regions(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _region_names(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_REGIONS:
+            raise ValueError(f"at most {MAX_REGIONS} regions")
+        if not all(REGION_NAME.fullmatch(name) for name in value):
+            raise ValueError("each region is a region name such as eu-west-1")
+        if len(set(value)) != len(value):
+            raise ValueError("a region is listed twice")
+        return value
 
     @field_validator("rate_limit")
     @classmethod

@@ -158,7 +158,12 @@ def test_health_and_readiness(gateway: Gateway) -> None:
     assert gateway.http.get("/healthz").status_code == 200
     ready = gateway.http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"cache": "ok", "pcsClient": "ok", "pcsBreaker": "closed"}
+    assert ready.json()["checks"] == {
+        "cache": "ok",
+        "pcsClient": "ok",
+        "pcsBreaker": "closed",
+        "pcsBreakers": {"us-east-1": "closed"},
+    }
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.graphql")), ids=lambda p: p.stem)

@@ -51,7 +51,8 @@ def test_an_undocumented_error_code_is_counted_and_traced_as_other(
         for sample in family.samples
         if sample.name == "pcsgw_upstream_calls_total"
     }
-    assert calls == {(("operation", "GetCluster"), ("outcome", "other")): 1}
+    other = (("operation", "GetCluster"), ("outcome", "other"), ("region", "us-east-1"))
+    assert calls == {other: 1}
     (call,) = [span for span in exporter.get_finished_spans() if span.name == "PCS.GetCluster"]
     assert call.attributes is not None
     assert call.attributes["error.type"] == "other"

@@ -41,11 +41,14 @@ class GatewayState:
     settings: Settings
     observe: ObserveParts
     graphql: GraphQLParts = field(default_factory=GraphQLParts)
+    #: The store's counters and the default region's lookups (other regions count their own).
     stats: CacheStats = field(default_factory=CacheStats)
     #: The default region's cluster service.
     service: ClusterService | None = None
+    #: Every region served, the default first.
     regions: Regions | None = None
     store: CacheStore | None = None
+    #: The default region's PCS client.
     client: PcsClient | None = None
     ready: bool = False
     draining: bool = False

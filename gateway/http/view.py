@@ -77,7 +77,7 @@ class GraphQLView(GraphQL[GatewayContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
-        if self.state.service is None:
+        if self.state.service is None or self.state.regions is None:
             # Listening before the lifespan has made the parts: refused, as /readyz says.
             raise HTTPException(503, "The gateway is starting; try again shortly.")
         settings = self.state.settings
