@@ -17,8 +17,8 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.emulator.seed import minimal
 from gateway.http.answer_cache import AnswerCache, AnswerStats
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator, ServerThread
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.servers import Emulator, ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()

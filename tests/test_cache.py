@@ -14,8 +14,8 @@ import redis
 from gateway.emulator.seed import demo_clusters, minimal
 from gateway.pcs.model import enum_values
 from gateway.service.store import BoundedMemoryCache, CacheStats
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator, RedisServer
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.servers import Emulator, RedisServer
 
 STATUS_CLUSTERS = [c["name"] for c in demo_clusters()][: len(enum_values("ClusterStatus"))]
 NAME_QUERY = (

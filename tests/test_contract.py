@@ -13,7 +13,7 @@ import pytest
 
 from gateway.config import ENV_PREFIX, Settings, SettingsError, load_settings
 from gateway.graphql.schema import export_sdl
-from tests.servers import Emulator, free_port
+from tests.support.servers import Emulator, free_port
 
 ROOT = Path(__file__).parent.parent
 

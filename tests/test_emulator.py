@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from gateway.emulator.seed import FUTURE_VALUE_CLUSTERS, demo_clusters
 from gateway.pcs import model
 from gateway.pcs.client import make_session
-from tests.servers import Emulator
+from tests.support.servers import Emulator
 
 
 @pytest.fixture

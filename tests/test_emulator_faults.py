@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from gateway.emulator.app import FAULTS_VARIABLE, create_emulator, error_status
 from gateway.emulator.faults import FaultPlanError
 from gateway.pcs.client import make_session
-from tests.servers import Emulator, ServerThread
+from tests.support.servers import Emulator, ServerThread
 
 # The emulator checks a request's SigV4 shape, not its signature.
 SIGNED = {

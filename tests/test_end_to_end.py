@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.emulator.seed import demo_clusters, minimal
-from tests.conftest import Gateway
-from tests.expected import as_received, expected_cluster
-from tests.servers import Emulator
+from tests.support.expected import as_received, expected_cluster
+from tests.support.gateway import Gateway
+from tests.support.servers import Emulator
 
 EXAMPLES = Path(__file__).parent.parent / "schema" / "examples"
 FULL_QUERY = (EXAMPLES / "cluster-full.graphql").read_text()

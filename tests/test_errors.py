@@ -17,8 +17,8 @@ import pytest
 from graphql.error import GraphQLError
 
 from gateway.graphql.errors import CODES, log_errors, to_contract
-from tests.conftest import AWS_TEST_ENVIRONMENT, Gateway, GatewayFactory
-from tests.servers import Emulator, free_port
+from tests.support.gateway import AWS_TEST_ENVIRONMENT, Gateway, GatewayFactory
+from tests.support.servers import Emulator, free_port
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 CLIENT_LOG = "gateway.pcs.client"

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc.jwk import ECKey
 
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import free_port
-from tests.test_auth import AUDIENCE, ISSUER, KeySetServer, mint
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.oidc import AUDIENCE, ISSUER, KeySetServer, mint
+from tests.support.servers import free_port
 
 FUZZ = settings(
     max_examples=150,

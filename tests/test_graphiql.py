@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import gzip
 import html.parser
 import io
@@ -32,29 +31,12 @@ from gateway.graphiql.assets import (
     sri,
 )
 from gateway.graphiql.download import download
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import ServerThread
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.graphiql_assets import downloaded_assets
+from tests.support.servers import ServerThread
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "schema" / "examples"
-# Outside the repository (the bundles are never committed), kept between runs.
-ASSETS_CACHE = (
-    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pcs-gateway" / "graphiql"
-)
-
-
-@functools.cache
-def downloaded_assets() -> Path:
-    """The pinned assets, fetched once by the documented command (kept when already there)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "graphiql-assets", "download", str(ASSETS_CACHE)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    return ASSETS_CACHE
 
 
 class PageParts(html.parser.HTMLParser):

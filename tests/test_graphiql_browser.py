@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import GatewayFactory
-from tests.test_graphiql import downloaded_assets
+from tests.support.gateway import GatewayFactory
+from tests.support.graphiql_assets import downloaded_assets
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = (

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.servers import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_A = "caller-a-key-0123456789"

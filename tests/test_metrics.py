@@ -6,8 +6,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.servers import Emulator
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 

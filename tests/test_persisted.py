@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.servers import Emulator
 
 STATUS = "query($i: String!) { cluster(identifier: $i) { name status } }"
 STATUS_HASH = hashlib.sha256(STATUS.encode()).hexdigest()

@@ -7,7 +7,6 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import httpx
 import pytest
@@ -22,26 +21,11 @@ from gateway.observe.logs import (
     redact,
     uses_json,
 )
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.request_lines import request_lines
+from tests.support.servers import Emulator
 
 QUERY = "query ClusterName($i: String!) { cluster(identifier: $i) { name } }"
-
-
-def request_lines(caplog: pytest.LogCaptureFixture, request_id: str) -> list[dict[str, Any]]:
-    """The JSON request lines logged under this request id (the line follows the response)."""
-    formatter = JsonFormatter()
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [
-            json.loads(formatter.format(record))
-            for record in caplog.records
-            if record.name == "gateway.requests"
-        ]
-        found = [line for line in lines if line["request_id"] == request_id]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
 
 
 def test_the_log_line_carries_the_response_request_id_and_the_aws_request_id(

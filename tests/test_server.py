@@ -23,8 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.app import GatewayState, create_app
 from gateway.config import Settings
 from gateway.http.server import ClosingWhileDraining, GatewayServer
-from tests.conftest import GatewayFactory, assert_no_leaks
-from tests.servers import Emulator, RedisServer, free_port
+from tests.support.gateway import GatewayFactory, assert_no_leaks
+from tests.support.servers import Emulator, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERY = "query($id: String!) { cluster(identifier: $id) { name status } }"

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from gateway.emulator.seed import minimal
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.servers import Emulator
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 # Scheduling and loopback jitter allowed on top of a deadline.

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import AWS_TEST_ENVIRONMENT
-from tests.servers import Emulator, free_port
+from tests.support.gateway import AWS_TEST_ENVIRONMENT
+from tests.support.servers import Emulator, free_port
 
 API_KEY = "key-sekrit-0a1b2c3d"
 BEARER = "tok-sekrit-4e5f6a7b"
