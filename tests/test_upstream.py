@@ -14,8 +14,6 @@ from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
 from tests.support.servers import Emulator
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
-# Scheduling and loopback jitter allowed on top of a deadline.
-MARGIN = 0.4
 
 
 def failing(gateway: Gateway, identifier: str = "demo-active") -> dict[str, Any]:
@@ -49,20 +47,19 @@ def test_a_slow_pcs_fails_the_field_at_the_deadline_and_the_rest_arrives(
     gateway = start_gateway(request_deadline_seconds=0.5)
     gateway.query(QUERY, {"i": "demo-active"})
     emulator.faults({"clusters": {"demo-full": {"latencySeconds": 1.5}}})
-    started = time.monotonic()
     answer = gateway.query(
         '{ fast: cluster(identifier: "demo-active") { name } '
         'slow: cluster(identifier: "demo-full") { name } }'
     )
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.5 + MARGIN
+    assert emulator.in_flight() == ["demo-full"], "the answer did not wait for the slow call"
     assert answer["data"] == {"fast": {"name": "demo-active"}, "slow": None}
     (error,) = answer["errors"]
     assert error["path"] == ["slow"]
     assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE"}
     assert error["message"] == "PCS did not answer within the request's deadline; retry later."
     # The call went on without the request that gave up, and filled the cache.
-    time.sleep(1.5 - elapsed + 0.2)
+    while emulator.in_flight():
+        time.sleep(0.05)
     assert gateway.query(QUERY, {"i": "demo-full"})["data"] == {"cluster": {"name": "demo-full"}}
     assert emulator.identifiers().count("demo-full") == 1
 
@@ -73,9 +70,8 @@ def test_the_deadline_covers_the_sdk_retries(
     # Three attempts of 0.4 s each, with backoff between them, take well over the deadline.
     gateway = start_gateway(request_deadline_seconds=0.6, pcs_max_attempts=3)
     emulator.faults({"global": {"latencySeconds": 0.4, "error": "InternalServerException"}})
-    started = time.monotonic()
     assert failing(gateway) == {"code": "UPSTREAM_UNAVAILABLE"}
-    assert time.monotonic() - started < 0.6 + MARGIN
+    assert emulator.answered() < 3, "the answer did not wait for every attempt"
 
 
 def test_a_retry_after_a_read_timeout_answers_within_the_deadline(
@@ -85,10 +81,9 @@ def test_a_retry_after_a_read_timeout_answers_within_the_deadline(
         request_deadline_seconds=3, pcs_read_timeout_seconds=0.3, pcs_max_attempts=3
     )
     emulator.faults({"clusters": {"demo-active": {"latencySeconds": 2, "times": 1}}})
-    started = time.monotonic()
     answer = gateway.query(QUERY, {"i": "demo-active"})
+    # Data, not the deadline's error: the retry answered within the deadline.
     assert answer == {"data": {"cluster": {"name": "demo-active"}}}
-    assert time.monotonic() - started < 3
     assert emulator.calls() == 2
 
 
@@ -97,11 +92,10 @@ def test_a_slow_cluster_in_a_batch_fails_only_its_own_index(
 ) -> None:
     gateway = start_gateway(request_deadline_seconds=0.5)
     emulator.faults({"clusters": {"demo-full": {"latencySeconds": 2}}})
-    started = time.monotonic()
     answer = gateway.query(
         '{ clusters(identifiers: ["demo-active", "demo-full", "demo-minimal"]) { name } }'
     )
-    assert time.monotonic() - started < 0.5 + MARGIN
+    assert emulator.in_flight() == ["demo-full"], "the answer did not wait for the slow call"
     assert answer["data"] == {"clusters": [{"name": "demo-active"}, None, {"name": "demo-minimal"}]}
     (error,) = answer["errors"]
     assert error["path"] == ["clusters", 1]
@@ -127,7 +121,6 @@ async def test_the_gateway_keeps_pcs_within_its_rate_and_answers_data_or_throttl
             *(client.post("/graphql", json={"query": QUERY, "variables": {"i": n}}) for n in names)
         )
     elapsed = time.monotonic() - started
-    assert elapsed < 5, "no request hangs"
     assert {r.status_code for r in responses} == {200}
     data = throttled = 0
     for response in responses:
@@ -144,6 +137,10 @@ async def test_the_gateway_keeps_pcs_within_its_rate_and_answers_data_or_throttl
         throttled += 1
     assert data + throttled == 100
     assert 4 <= data <= 4 + 4 * elapsed + 1
+    # No request queued: each took a token within the wait allowed, or was refused at once.
+    limiter = gateway.app.state.gateway.client.limiter
+    assert limiter.rejections == throttled
+    assert limiter.waits <= data
     assert emulator.calls() == data
     # The bucket's bound (burst + rate) in every one-second window, one more for jitter.
     assert most_in_any_window(arrivals(emulator)) <= 4 + 4 + 1
@@ -188,10 +185,10 @@ def test_the_breaker_opens_after_repeated_failures_and_closes_when_pcs_recovers(
     for name in ("demo-active", "demo-creating", "demo-updating"):
         assert failing(gateway, name)["code"] == "UPSTREAM_UNAVAILABLE"
     assert emulator.calls() == 3
-    started = time.monotonic()
     for name in ("demo-deleting", "demo-full", "demo-minimal"):
         assert failing(gateway, name) == {"code": "UPSTREAM_UNAVAILABLE"}
-    assert time.monotonic() - started < 0.3, "an open breaker answers at once"
+    # Refused by the breaker itself, before any wait for a token or an attempt.
+    assert gateway.app.state.gateway.client.breaker.refused == 3
     assert emulator.calls() == 3, "no call reaches PCS while the breaker is open"
     assert gateway.http.get("/readyz").json()["checks"]["pcsBreaker"] == "open"
     assert gateway.http.get("/readyz").status_code == 200
