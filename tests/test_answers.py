@@ -145,6 +145,7 @@ def test_a_refresh_bypasses_the_cache_and_later_answers_are_rebuilt(
     assert answers(gateway).stats.hits == 1
 
 
+@pytest.mark.slow
 def test_errors_are_never_stored(gateway: Gateway, emulator: Emulator) -> None:
     for _ in range(3):
         answer = post(gateway, STATUS, {"i": "error-not-found"}).json()

@@ -219,6 +219,7 @@ def test_a_token_with_a_bad_signature_is_refused(
     assert post(gateway, STATUS, bearer(token)).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_rotated_key_is_fetched_and_an_unknown_key_id_refused(
     start_gateway: GatewayFactory, jwks: KeySetServer
 ) -> None:

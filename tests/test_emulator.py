@@ -120,7 +120,14 @@ ERROR_MEMBERS = {
 }
 
 
-@pytest.mark.parametrize("identifier", sorted(ERROR_MEMBERS))
+# The SDK retries these two with backoff: seconds each.
+RETRIED = {"error-throttling", "error-internal"}
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [pytest.param(i, marks=pytest.mark.slow) if i in RETRIED else i for i in sorted(ERROR_MEMBERS)],
+)
 async def test_each_exception_arrives_as_botocore_models_it(pcs: Any, identifier: str) -> None:
     code, status, members = ERROR_MEMBERS[identifier]
     with pytest.raises(ClientError) as raised:

@@ -118,6 +118,7 @@ def test_random_bytes(target: Gateway, body: bytes, content_type: str) -> None:
     check(target.http.post("/graphql", content=body, headers={"content-type": content_type}))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(payload=json_values)
 def test_random_json(target: Gateway, payload: Any) -> None:
@@ -141,6 +142,7 @@ def test_random_json_members(
     check(target.http.post("/graphql", json=payload))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(query=graphql_like | documents, identifier=json_values, get=st.booleans())
 def test_random_graphql_documents(target: Gateway, query: str, identifier: Any, get: bool) -> None:

@@ -81,6 +81,7 @@ def config_of(parts: PageParts) -> dict[str, object]:
     return loaded
 
 
+@pytest.mark.slow
 def test_download_fetches_the_pinned_files_and_a_second_run_reuses_them() -> None:
     folder = downloaded_assets()
     for name, file in pinned_files():
@@ -98,6 +99,7 @@ def test_download_fetches_the_pinned_files_and_a_second_run_reuses_them() -> Non
     assert again.stdout.count("present, verified") == len(PACKAGES)
 
 
+@pytest.mark.slow
 def test_a_tarball_that_differs_from_its_pinned_hash_is_refused_and_nothing_is_written(
     tmp_path: Path,
 ) -> None:
@@ -149,6 +151,7 @@ def test_an_unreachable_registry_is_one_clear_line(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_page_loads_only_from_its_own_origin_with_integrity_under_a_strict_csp(
     start_gateway: GatewayFactory,
 ) -> None:
@@ -186,6 +189,7 @@ def test_the_page_loads_only_from_its_own_origin_with_integrity_under_a_strict_c
     assert nonce not in page_of(gateway)[0].headers["content-security-policy"]
 
 
+@pytest.mark.slow
 def test_unknown_assets_are_not_found(start_gateway: GatewayFactory) -> None:
     gateway = start_gateway(graphiql_assets_dir=downloaded_assets())
     for path in ("/graphql/assets/react@18.3.1/LICENSE", "/graphql/assets/../../etc/passwd"):
@@ -209,6 +213,7 @@ def test_without_local_assets_the_page_uses_the_cdn_and_the_log_says_so(
     assert all(tag["integrity"] for tag in parts.scripts + parts.styles)
 
 
+@pytest.mark.slow
 def test_an_altered_assets_folder_stops_start_up_naming_the_setting_and_file(
     tmp_path: Path,
 ) -> None:
@@ -271,6 +276,7 @@ def test_config_cannot_break_out_of_its_script_block(start_gateway: GatewayFacto
     assert json.loads(str(config_of(parts)["headers"])) == {"X-Note": "</script><script>alert(1)"}
 
 
+@pytest.mark.slow
 def test_graphiql_is_off_in_production(start_gateway: GatewayFactory) -> None:
     gateway = start_gateway(
         environment="production",
@@ -288,12 +294,14 @@ def test_graphiql_is_off_in_production(start_gateway: GatewayFactory) -> None:
     assert answer["data"] == {"cluster": {"name": "demo-active"}}
 
 
+@pytest.mark.slow
 def test_the_gzip_body_is_the_same_file() -> None:
     folder = downloaded_assets()
     for name, asset in load_folder(folder).items():
         assert gzip.decompress(asset.gzipped) == (folder / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_serve_with_a_missing_assets_folder_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     env = {**os.environ, "PCS_GATEWAY_GRAPHIQL_ASSETS_DIR": str(missing)}

@@ -24,6 +24,9 @@ from websockets.sync.client import ClientConnection, connect
 from tests.support.gateway import GatewayFactory
 from tests.support.graphiql_assets import downloaded_assets
 
+# Drives chromium.
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = (
     "--headless",
@@ -38,6 +41,7 @@ CHROMIUM_FLAGS = (
     "--window-size=1680,900",
     "--remote-debugging-port=0",
 )
+
 #: Set to a path to keep the screenshot (README's image is made this way).
 SCREENSHOT_VARIABLE = "GRAPHIQL_SCREENSHOT"
 

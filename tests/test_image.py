@@ -31,6 +31,9 @@ from tests.support.podman import (
 )
 from tests.support.servers import free_port
 
+# Builds and runs the image with podman: minutes the first time.
+pytestmark = [pytest.mark.slow, pytest.mark.image]
+
 ROOT = Path(__file__).resolve().parent.parent
 FULL_QUERY = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()
 #: What the image sets PCS_GATEWAY_DRAIN_SECONDS to by default (the setting's default).

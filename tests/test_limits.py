@@ -245,6 +245,7 @@ def test_introspection_stays_on_in_development(gateway: Gateway) -> None:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "code", "line"),
     [

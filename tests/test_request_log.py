@@ -191,6 +191,7 @@ def test_credentials_are_masked_in_text_that_is_not_the_gateways_own() -> None:
     assert "redis://user:[redacted]@cache:6379/0" in text
 
 
+@pytest.mark.slow
 def test_a_stale_answer_logs_the_failed_call_and_a_coalesced_wait_the_call_it_waited_for(
     start_gateway: GatewayFactory, emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -69,6 +69,7 @@ def slow_emulator(emulator: Emulator) -> Iterator[Emulator]:
         emulator.reset()
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_sigterm_drains_requests_in_flight_then_closes_and_exits_0(
     slow_emulator: Emulator, redis_url: str

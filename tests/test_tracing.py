@@ -163,6 +163,7 @@ class Collector(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_otel_variables_turn_on_export_over_otlp(
     start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

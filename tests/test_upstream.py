@@ -41,6 +41,7 @@ def most_in_any_window(times: list[float], window: float = 1.0) -> int:
     return most
 
 
+@pytest.mark.slow
 def test_a_slow_pcs_fails_the_field_at_the_deadline_and_the_rest_arrives(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
@@ -146,6 +147,7 @@ async def test_the_gateway_keeps_pcs_within_its_rate_and_answers_data_or_throttl
     assert most_in_any_window(arrivals(emulator)) <= 4 + 4 + 1
 
 
+@pytest.mark.slow
 async def test_sdk_retries_take_tokens_from_the_rate_limit_too(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:

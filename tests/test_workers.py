@@ -19,6 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.gateway import AWS_TEST_ENVIRONMENT
 from tests.support.servers import Emulator, free_port
 
+# Each test starts `pcs-gateway serve` with several worker processes.
+pytestmark = [pytest.mark.slow]
+
 API_KEY = "key-sekrit-0a1b2c3d"
 BEARER = "tok-sekrit-4e5f6a7b"
 QUERY = "query Cluster($i: String!) { cluster(identifier: $i) { name } }"
