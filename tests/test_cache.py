@@ -259,6 +259,7 @@ def test_a_batch_over_the_limit_is_refused_before_pcs(
     assert emulator.calls() == 0
 
 
+@pytest.mark.slow
 def test_distinct_not_found_identifiers_keep_the_memory_cache_at_its_bound(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:

@@ -195,6 +195,7 @@ def test_a_global_fault_hits_every_cluster_and_retry_after_is_set_by_the_plan(
         assert response.json()["retryAfterSeconds"] == 7
 
 
+@pytest.mark.slow
 async def test_calls_above_the_rate_are_throttled_as_pcs_does(fresh: Emulator) -> None:
     fresh.faults({"rateLimitPerSecond": 5})
     body = json.dumps({"clusterIdentifier": "demo-active"})

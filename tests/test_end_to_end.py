@@ -38,8 +38,17 @@ SIX_EXCEPTIONS = [
     ("error-internal", "UPSTREAM_UNAVAILABLE", "InternalServerException"),
 ]
 
+RETRIED = {"error-throttling", "error-internal"}
 
-@pytest.mark.parametrize(("identifier", "code", "aws_code"), SIX_EXCEPTIONS)
+
+@pytest.mark.parametrize(
+    ("identifier", "code", "aws_code"),
+    [
+        # The SDK retries throttling and internal errors with backoff: seconds each.
+        pytest.param(*case, marks=pytest.mark.slow) if case[0] in RETRIED else case
+        for case in SIX_EXCEPTIONS
+    ],
+)
 def test_each_pcs_exception_has_its_code(
     gateway: Gateway, identifier: str, code: str, aws_code: str
 ) -> None:
@@ -54,6 +63,7 @@ def test_each_pcs_exception_has_its_code(
     assert len(error["extensions"]["requestId"]) == 36
 
 
+@pytest.mark.slow
 def test_pcs_error_members_reach_the_client(gateway: Gateway) -> None:
     query = (
         '{ a: cluster(identifier: "error-not-found") { name } '

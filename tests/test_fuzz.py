@@ -131,6 +131,7 @@ def test_random_json(target: Gateway, payload: Any) -> None:
     )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(query=json_values, variables=json_values, name=json_values, extensions=json_values)
 def test_random_json_members(
@@ -232,6 +233,7 @@ def verifying(start_gateway: GatewayFactory, issuer: tuple[KeySetServer, ECKey])
     signature=st.binary(max_size=80),
     keep_kid=st.booleans(),
 )
+@pytest.mark.slow
 def test_random_tokens_against_a_real_key_set_are_refused(
     verifying: Gateway, header: Any, claims: Any, signature: bytes, keep_kid: bool
 ) -> None:

@@ -340,6 +340,7 @@ def test_replicas_share_one_budget_in_redis(start_gateway: GatewayFactory, redis
     assert_throttled(send(first, op(4), **{"x-api-key": KEY_A}))
 
 
+@pytest.mark.slow
 def test_a_burst_beyond_the_redis_pool_still_keeps_the_budget(
     start_gateway: GatewayFactory, redis_url: str
 ) -> None:

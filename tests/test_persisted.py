@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.gateway import Gateway, GatewayFactory
 from tests.support.servers import Emulator
@@ -136,6 +137,7 @@ def test_replicas_sharing_redis_share_registered_documents(
     assert post(second, extensions=persisted()).json() == EXPECTED
 
 
+@pytest.mark.slow
 def test_a_get_answer_from_the_answer_cache_restates_its_max_age(gateway: Gateway) -> None:
     first = get(gateway, query=STATUS)
     time.sleep(1.1)

@@ -103,6 +103,7 @@ def test_a_slow_cluster_in_a_batch_fails_only_its_own_index(
     assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE"}
 
 
+@pytest.mark.slow
 async def test_the_gateway_keeps_pcs_within_its_rate_and_answers_data_or_throttled(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
@@ -290,7 +291,11 @@ def test_a_failing_field_is_a_partial_result_with_http_200(gateway: Gateway) -> 
     assert [e["path"] for e in body["errors"]] == [["b"]]
 
 
-@pytest.mark.parametrize("identifier", ["demo-active", "error-internal"])
+@pytest.mark.parametrize(
+    # error-internal is retried with backoff: seconds.
+    "identifier",
+    ["demo-active", pytest.param("error-internal", marks=pytest.mark.slow)],
+)
 def test_get_requests_follow_the_same_status_rules(gateway: Gateway, identifier: str) -> None:
     strict = {"accept": "application/graphql-response+json"}
     bad = gateway.http.get("/graphql", params={"query": "{ cluster("}, headers=strict)
