@@ -12,7 +12,12 @@ import pytest
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.emulator.app import create_emulator
-from tests.support.gateway import AWS_TEST_ENVIRONMENT, Gateway, GatewayFactory
+from tests.support.gateway import (
+    AWS_TEST_ENVIRONMENT,
+    Gateway,
+    GatewayFactory,
+    InProcessGateway,
+)
 from tests.support.servers import (
     Emulator,
     RedisServer,
@@ -60,6 +65,29 @@ def start_gateway(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterat
 @pytest.fixture
 def gateway(start_gateway: GatewayFactory) -> Gateway:
     return start_gateway()
+
+
+@pytest.fixture
+def start_app_gateway(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[GatewayFactory]:
+    """Gateways called in this process (no socket, no uvicorn), pointed at the emulator."""
+    emulator.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PCS", emulator.url)
+    with ExitStack() as stack:
+
+        def start(**settings: Any) -> Gateway:
+            gateway = InProcessGateway(create_app(Settings(**settings)))
+            stack.callback(gateway.close)
+            return gateway
+
+        yield start
+
+
+@pytest.fixture
+def app_gateway(start_app_gateway: GatewayFactory) -> Gateway:
+    """A gateway with default settings, called in this process."""
+    return start_app_gateway()
 
 
 @pytest.fixture

@@ -29,6 +29,12 @@ def test_a_cluster_is_found_by_its_id(gateway: Gateway) -> None:
     assert as_received(answer["data"]["cluster"]) == expected_cluster(wire)
 
 
+@pytest.fixture
+def gateway(app_gateway: Gateway) -> Gateway:
+    """What this module pins is GraphQL's and the data path's: the app, called in process."""
+    return app_gateway
+
+
 SIX_EXCEPTIONS = [
     ("error-not-found", "NOT_FOUND", "ResourceNotFoundException"),
     ("error-validation", "BAD_USER_INPUT", "ValidationException"),

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from starlette.testclient import TestClient
 
 from tests.support.servers import ServerThread
 
@@ -54,6 +55,24 @@ class Gateway:
     @property
     def stats(self) -> Any:
         return self.app.state.gateway.stats
+
+
+class InProcessGateway(Gateway):
+    """The same gateway app called in this process, no socket: for behaviour that is GraphQL's.
+
+    Starlette's TestClient runs the app's lifespan on entry and its shutdown on close.
+    Behaviour that lives in the server (timeouts, draining, client addresses, workers)
+    belongs on a real uvicorn through `Gateway`.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.url = "http://testserver"
+        self.app = app
+        self.http = TestClient(app, base_url=self.url, raise_server_exceptions=False)
+        self.http.__enter__()
+
+    def close(self) -> None:
+        self.http.__exit__(None, None, None)
 
 
 GatewayFactory = Callable[..., Gateway]
