@@ -25,6 +25,12 @@ FULL = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()
 STATUS = "query($i: String!) { cluster(identifier: $i) { name status } }"
 
 
+@pytest.fixture
+def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
+    """What this module pins is GraphQL's and the data path's: the app, called in process."""
+    return start_app_gateway
+
+
 def post(gateway: Gateway, query: str, variables: dict[str, Any], **kwargs: Any) -> httpx.Response:
     return gateway.http.post("/graphql", json={"query": query, "variables": variables}, **kwargs)
 

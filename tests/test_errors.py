@@ -25,6 +25,12 @@ CLIENT_LOG = "gateway.pcs.client"
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+@pytest.fixture
+def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
+    """What this module pins is GraphQL's and the data path's: the app, called in process."""
+    return start_app_gateway
+
+
 def failing(gateway: Gateway, identifier: str = "demo-active") -> dict[str, Any]:
     """The one error of a cluster query that must fail, checked for shape and leaks."""
     answer = gateway.query(QUERY, {"i": identifier})

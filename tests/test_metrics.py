@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.gateway import Gateway, GatewayFactory
 from tests.support.servers import Emulator
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
+
+
+@pytest.fixture
+def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
+    """What this module pins is GraphQL's and the data path's: the app, called in process."""
+    return start_app_gateway
 
 
 def scrape(gateway: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

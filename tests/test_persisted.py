@@ -19,6 +19,12 @@ STATUS_HASH = hashlib.sha256(STATUS.encode()).hexdigest()
 EXPECTED = {"data": {"cluster": {"name": "demo-active", "status": "ACTIVE"}}}
 
 
+@pytest.fixture
+def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
+    """What this module pins is GraphQL's and the data path's: the app, called in process."""
+    return start_app_gateway
+
+
 def persisted(sha256: str = STATUS_HASH, version: int = 1) -> dict[str, Any]:
     return {"persistedQuery": {"version": version, "sha256Hash": sha256}}
 
