@@ -39,6 +39,12 @@ ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "schema" / "examples"
 
 
+@pytest.fixture
+def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
+    """What this module pins is GraphQL's and the data path's: the app, called in process."""
+    return start_app_gateway
+
+
 class PageParts(html.parser.HTMLParser):
     """The <script>, <link> and config of a GraphiQL page."""
 

@@ -28,6 +28,12 @@ from tests.support.servers import Emulator
 QUERY = "query ClusterName($i: String!) { cluster(identifier: $i) { name } }"
 
 
+@pytest.fixture
+def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
+    """What this module pins is GraphQL's and the data path's: the app, called in process."""
+    return start_app_gateway
+
+
 def test_the_log_line_carries_the_response_request_id_and_the_aws_request_id(
     gateway: Gateway, emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
