@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from starlette.testclient import TestClient
 
+from tests.support.in_process import AppThread, AppTransport
 from tests.support.servers import ServerThread
 
 # The emulator checks that requests are signed; any key but the refused ones will do.
@@ -58,21 +58,24 @@ class Gateway:
 
 
 class InProcessGateway(Gateway):
-    """The same gateway app called in this process, no socket: for behaviour that is GraphQL's.
+    """The same gateway app called in this process, no socket: for behaviour that is the app's.
 
-    Starlette's TestClient runs the app's lifespan on entry and its shutdown on close.
-    Behaviour that lives in the server (timeouts, draining, client addresses, workers)
-    belongs on a real uvicorn through `Gateway`.
+    The app's lifespan runs on start and its shutdown on close. Behaviour that lives in the
+    server (timeouts, draining, client addresses, websockets, workers) belongs on a real
+    uvicorn through `Gateway`.
     """
 
     def __init__(self, app: Any) -> None:
-        self.url = "http://testserver"
+        self.url = "http://gateway.test"
         self.app = app
-        self.http = TestClient(app, base_url=self.url, raise_server_exceptions=False)
-        self.http.__enter__()
+        self.app_thread = AppThread(app).start()
+        self.http = httpx.Client(
+            transport=AppTransport(self.app_thread), base_url=self.url, timeout=30
+        )
 
     def close(self) -> None:
-        self.http.__exit__(None, None, None)
+        self.http.close()
+        self.app_thread.stop()
 
 
 GatewayFactory = Callable[..., Gateway]
