@@ -1,7 +1,7 @@
 """The production image, built from the Dockerfile with podman and run as Kubernetes would.
 
 The build and the runs take a minute or two; the base image is made once and cached
-(see tests/podman.py).
+(see tests/support/podman.py).
 """
 
 from __future__ import annotations

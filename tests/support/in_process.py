@@ -86,7 +86,7 @@ class AppTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if not isinstance(request.stream, httpx.AsyncByteStream):
             # A generator body: the same chunks, the same headers (chunked, no length).
-            request.stream = _Chunks(list(request.stream))  # type: ignore[arg-type]
+            request.stream = _Chunks(list(request.stream))
 
         async def send() -> httpx.Response:
             response = await self.asgi.handle_async_request(request)
