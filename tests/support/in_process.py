@@ -23,7 +23,9 @@ class AppThread:
         self.app = app
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        # Made on the app's loop when it starts: what the app receives, and what it sends.
         self._messages: asyncio.Queue[dict[str, Any]] | None = None
+        self._replies: asyncio.Queue[dict[str, Any]] | None = None
         self._lifespan: asyncio.Future[None] | None = None
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
@@ -45,7 +47,7 @@ class AppThread:
 
     async def _start(self) -> None:
         self._messages = asyncio.Queue()
-        self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._replies = asyncio.Queue()
         scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
         self._lifespan = asyncio.ensure_future(
             self.app(scope, self._messages.get, self._replies.put)
@@ -58,7 +60,7 @@ class AppThread:
         await self._lifespan
 
     async def _expect(self, event: str) -> None:
-        assert self._messages is not None
+        assert self._messages is not None and self._replies is not None
         await self._messages.put({"type": event})
         reply = await self._replies.get()
         if reply["type"] != f"{event}.complete":
