@@ -46,15 +46,29 @@ def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+#: Where a test's gateways run: `@pytest.mark.gateway("in_process")` on a module or test.
+GATEWAY_PLACES = ("uvicorn", "in_process")
+
+
 @pytest.fixture
-def start_gateway(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[GatewayFactory]:
-    """Start gateways pointed at the emulator through AWS_ENDPOINT_URL_PCS."""
+def start_gateway(
+    request: pytest.FixtureRequest, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[GatewayFactory]:
+    """Start gateways pointed at the emulator: on uvicorn, or in process where marked so."""
+    marker = request.node.get_closest_marker("gateway")
+    place = marker.args[0] if marker is not None else "uvicorn"
+    if place not in GATEWAY_PLACES:
+        raise pytest.UsageError(f"gateway marker: {place!r} is not one of {GATEWAY_PLACES}")
     emulator.reset()
     monkeypatch.setenv("AWS_ENDPOINT_URL_PCS", emulator.url)
     with ExitStack() as stack:
 
         def start(**settings: Any) -> Gateway:
             app = create_app(Settings(**settings))
+            if place == "in_process":
+                in_process = InProcessGateway(app)
+                stack.callback(in_process.close)
+                return in_process
             server = ServerThread(app).start()
             stack.callback(server.stop)
             return Gateway(server, app)
@@ -65,29 +79,6 @@ def start_gateway(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterat
 @pytest.fixture
 def gateway(start_gateway: GatewayFactory) -> Gateway:
     return start_gateway()
-
-
-@pytest.fixture
-def start_app_gateway(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[GatewayFactory]:
-    """Gateways called in this process (no socket, no uvicorn), pointed at the emulator."""
-    emulator.reset()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_PCS", emulator.url)
-    with ExitStack() as stack:
-
-        def start(**settings: Any) -> Gateway:
-            gateway = InProcessGateway(create_app(Settings(**settings)))
-            stack.callback(gateway.close)
-            return gateway
-
-        yield start
-
-
-@pytest.fixture
-def app_gateway(start_app_gateway: GatewayFactory) -> Gateway:
-    """A gateway with default settings, called in this process."""
-    return start_app_gateway()
 
 
 @pytest.fixture

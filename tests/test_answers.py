@@ -25,10 +25,8 @@ FULL = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()
 STATUS = "query($i: String!) { cluster(identifier: $i) { name status } }"
 
 
-@pytest.fixture
-def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
-    """What this module pins is GraphQL's and the data path's: the app, called in process."""
-    return start_app_gateway
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def post(gateway: Gateway, query: str, variables: dict[str, Any], **kwargs: Any) -> httpx.Response:

@@ -33,6 +33,10 @@ SECRETS = """query { cluster(identifier: "demo-full") {
 } }"""
 
 
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
+
+
 @pytest.fixture(scope="module")
 def jwks() -> Iterator[KeySetServer]:
     server = KeySetServer()
@@ -130,6 +134,7 @@ def test_public_routes_and_the_graphiql_page_need_no_credentials(
     assert with_key.json()["data"]["cluster"]["name"] == "demo-active"
 
 
+@pytest.mark.gateway("uvicorn")  # a websocket handshake needs a real server
 def test_the_websocket_handshake_is_refused_without_credentials(
     start_gateway: GatewayFactory,
 ) -> None:

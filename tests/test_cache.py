@@ -23,6 +23,10 @@ NAME_QUERY = (
 )
 
 
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
+
+
 def ask(gateway: Gateway, identifier: str, **kwargs: Any) -> Any:
     return gateway.query(NAME_QUERY, {"i": identifier}, **kwargs)
 
@@ -56,6 +60,7 @@ def own_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.mark.gateway("uvicorn")  # concurrent clients over a real socket
 async def test_a_burst_of_200_requests_over_10_identifiers_makes_10_calls(
     start_gateway: GatewayFactory, emulator: Emulator, cache_url: str
 ) -> None:
@@ -166,6 +171,7 @@ def test_past_the_maximum_staleness_the_error_arrives(
     assert answer["errors"][0]["extensions"]["code"] == "THROTTLED"
 
 
+@pytest.mark.gateway("uvicorn")  # concurrent clients over a real socket
 def test_a_forced_refresh_asks_pcs_again_through_single_flight(
     gateway: Gateway, emulator: Emulator
 ) -> None:

@@ -29,10 +29,8 @@ def test_a_cluster_is_found_by_its_id(gateway: Gateway) -> None:
     assert as_received(answer["data"]["cluster"]) == expected_cluster(wire)
 
 
-@pytest.fixture
-def gateway(app_gateway: Gateway) -> Gateway:
-    """What this module pins is GraphQL's and the data path's: the app, called in process."""
-    return app_gateway
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 SIX_EXCEPTIONS = [

@@ -25,10 +25,8 @@ CLIENT_LOG = "gateway.pcs.client"
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-@pytest.fixture
-def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
-    """What this module pins is GraphQL's and the data path's: the app, called in process."""
-    return start_app_gateway
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def failing(gateway: Gateway, identifier: str = "demo-active") -> dict[str, Any]:

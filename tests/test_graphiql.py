@@ -39,10 +39,8 @@ ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "schema" / "examples"
 
 
-@pytest.fixture
-def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
-    """What this module pins is GraphQL's and the data path's: the app, called in process."""
-    return start_app_gateway
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 class PageParts(html.parser.HTMLParser):

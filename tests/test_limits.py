@@ -29,6 +29,10 @@ UPGRADE = {
 }
 
 
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
+
+
 def refused(gateway: Gateway, query: str, variables: dict[str, Any] | None = None) -> str:
     """The one error message of an operation refused before execution."""
     response = gateway.http.post("/graphql", json={"query": query, "variables": variables or {}})
@@ -192,6 +196,7 @@ def test_cors_allows_only_the_listed_origins(start_gateway: GatewayFactory) -> N
     assert "access-control-allow-origin" not in theirs.headers
 
 
+@pytest.mark.gateway("uvicorn")  # a websocket handshake needs a real server
 def test_a_websocket_from_another_origin_is_refused(start_gateway: GatewayFactory) -> None:
     portal = "https://portal.example.test"
     gateway = start_gateway(cors_allow_origins=portal)
@@ -340,6 +345,7 @@ def test_replicas_share_one_budget_in_redis(start_gateway: GatewayFactory, redis
     assert_throttled(send(first, op(4), **{"x-api-key": KEY_A}))
 
 
+@pytest.mark.gateway("uvicorn")  # concurrent clients over a real socket
 @pytest.mark.slow
 def test_a_burst_beyond_the_redis_pool_still_keeps_the_budget(
     start_gateway: GatewayFactory, redis_url: str

@@ -13,10 +13,8 @@ from tests.support.servers import Emulator
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 
 
-@pytest.fixture
-def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
-    """What this module pins is GraphQL's and the data path's: the app, called in process."""
-    return start_app_gateway
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def scrape(gateway: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

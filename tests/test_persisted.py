@@ -19,10 +19,8 @@ STATUS_HASH = hashlib.sha256(STATUS.encode()).hexdigest()
 EXPECTED = {"data": {"cluster": {"name": "demo-active", "status": "ACTIVE"}}}
 
 
-@pytest.fixture
-def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
-    """What this module pins is GraphQL's and the data path's: the app, called in process."""
-    return start_app_gateway
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def persisted(sha256: str = STATUS_HASH, version: int = 1) -> dict[str, Any]:

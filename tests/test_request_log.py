@@ -28,10 +28,8 @@ from tests.support.servers import Emulator
 QUERY = "query ClusterName($i: String!) { cluster(identifier: $i) { name } }"
 
 
-@pytest.fixture
-def start_gateway(start_app_gateway: GatewayFactory) -> GatewayFactory:
-    """What this module pins is GraphQL's and the data path's: the app, called in process."""
-    return start_app_gateway
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def test_the_log_line_carries_the_response_request_id_and_the_aws_request_id(

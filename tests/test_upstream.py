@@ -16,6 +16,10 @@ from tests.support.servers import Emulator
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 
 
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
+
+
 def failing(gateway: Gateway, identifier: str = "demo-active") -> dict[str, Any]:
     answer = gateway.query(QUERY, {"i": identifier})
     assert answer["data"] == {"cluster": None}
@@ -103,6 +107,7 @@ def test_a_slow_cluster_in_a_batch_fails_only_its_own_index(
     assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE"}
 
 
+@pytest.mark.gateway("uvicorn")  # concurrent clients over a real socket
 @pytest.mark.slow
 async def test_the_gateway_keeps_pcs_within_its_rate_and_answers_data_or_throttled(
     start_gateway: GatewayFactory, emulator: Emulator
@@ -148,6 +153,7 @@ async def test_the_gateway_keeps_pcs_within_its_rate_and_answers_data_or_throttl
     assert most_in_any_window(arrivals(emulator)) <= 4 + 4 + 1
 
 
+@pytest.mark.gateway("uvicorn")  # concurrent clients over a real socket
 @pytest.mark.slow
 async def test_sdk_retries_take_tokens_from_the_rate_limit_too(
     start_gateway: GatewayFactory, emulator: Emulator
