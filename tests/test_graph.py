@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from gateway.emulator.seed import demo_regions
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.servers import Emulator
 
 DETAIL = """
 query ClusterDetail($id: String!) {

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import pytest
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.metrics import family_samples, scrape
+from tests.support.servers import Emulator
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 #: The region label of the one region these gateways serve.
 EAST = ("region", "us-east-1")
 
 
-def scrape(gateway: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = gateway.http.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def test_metrics_count_requests_cache_outcomes_and_error_codes(
@@ -60,12 +52,6 @@ def test_readiness_reports_the_breaker_without_failing_on_it(gateway: Gateway) -
 
 
 NAMED = "query {name}($i: String!) {{ cluster(identifier: $i) {{ name }} }}"
-
-
-def family_samples(
-    samples: dict[Any, float], name: str
-) -> dict[tuple[tuple[str, str], ...], float]:
-    return {labels: value for (sample, labels), value in samples.items() if sample == name}
 
 
 def test_a_scripted_mix_shows_exact_counts(

@@ -15,10 +15,10 @@ from gateway.config import MAX_REGIONS, Settings, SettingsError, load_settings
 from gateway.demo import DEMO_REGIONS
 from gateway.emulator.faults import FaultPlan, FaultPlanError
 from gateway.pcs.client import PcsClient
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import Emulator, ServerThread
-from tests.test_metrics import family_samples, scrape
-from tests.test_request_log import request_lines
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.metrics import family_samples, scrape
+from tests.support.request_lines import request_lines
+from tests.support.servers import Emulator, ServerThread
 
 EAST, WEST = "us-east-1", "eu-west-1"
 BOTH = f"{EAST},{WEST}"

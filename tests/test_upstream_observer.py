@@ -17,8 +17,8 @@ from gateway.pcs.client import PcsClient
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
 from gateway.service.store import CacheStats, CacheStore
-from tests.conftest import GatewayFactory
-from tests.servers import Emulator, ServerThread
+from tests.support.gateway import GatewayFactory
+from tests.support.servers import Emulator, ServerThread
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 #: A code PCS's model does not define; an AWS front end may still send it.

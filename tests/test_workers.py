@@ -16,8 +16,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import AWS_TEST_ENVIRONMENT
-from tests.servers import Emulator, free_port
+from tests.support.gateway import AWS_TEST_ENVIRONMENT
+from tests.support.servers import Emulator, free_port
+
+# Each test starts `pcs-gateway serve` with several worker processes.
+pytestmark = [pytest.mark.slow]
 
 #: The region label of the region the workers serve (the test environment's AWS_REGION).
 EAST = ("region", AWS_TEST_ENVIRONMENT["AWS_REGION"])
