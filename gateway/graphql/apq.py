@@ -63,7 +63,7 @@ class PersistedQueries:
         validated, so a hash never names a document the gateway refuses.
         """
         extensions = request.extensions
-        if not extensions or "persistedQuery" not in extensions:
+        if not extensions or extensions.get("persistedQuery") is None:
             return None
         if self.max_entries == 0:
             raise PersistedQueryError(

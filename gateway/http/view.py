@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.types import QueryParams
 from strawberry.types import ExecutionResult
 
 from gateway.context import AnswerFacts, RequestContext
@@ -35,6 +36,9 @@ from gateway.observe.metrics import Metrics
 
 GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
 NO_STORE = {"cache-control": "no-store"}
+#: A GET answer depends on these request headers: a browser's cache keeps one answer per
+#: credential, never replaying one caller's answer (secret references and all) to another.
+VARY = "accept, authorization, x-api-key"
 
 
 class _ViewRequest(Request):
@@ -49,6 +53,12 @@ class _ViewRequestAdapter(StarletteRequestAdapter):
     def __init__(self, request: Request) -> None:
         super().__init__(request)
         self.request = request
+
+    @property
+    def content_type(self) -> str | None:
+        # Media types are case-insensitive (RFC 9110); Strawberry compares them as written.
+        content_type = super().content_type
+        return None if content_type is None else content_type.lower()
 
 
 class GraphQLView(GraphQL[GatewayContext, None]):
@@ -112,6 +122,11 @@ class GraphQLView(GraphQL[GatewayContext, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        """A GET's parameters; `variables` or `extensions` of `null` are as if absent."""
+        kept = {name: value for name, value in params.items() if not _is_null(name, value)}
+        return super().parse_query_params(kept)
+
     def decode_json(self, data: str | bytes) -> object:
         # orjson refuses bytes that are not UTF-8 with a JSONDecodeError (a 400), where the
         # standard decoder's guess at UTF-16/32 fails with an error Strawberry does not catch.
@@ -167,7 +182,7 @@ class GraphQLView(GraphQL[GatewayContext, None]):
             request_context.facts = facts
         if sub_response is not None and request.method == "GET":
             sub_response.headers["cache-control"] = cache_control(request, request_context, facts)
-            sub_response.headers["vary"] = "accept"
+            sub_response.headers["vary"] = VARY
         return answer
 
     def create_response(
@@ -187,6 +202,10 @@ class GraphQLView(GraphQL[GatewayContext, None]):
         )
         response.background = sub_response.background
         return response
+
+
+def _is_null(name: str, value: str | None) -> bool:
+    return name in ("variables", "extensions") and (value or "").strip() == "null"
 
 
 def contract_errors(result: ExecutionResult) -> list[GraphQLError]:
