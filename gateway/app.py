@@ -34,6 +34,7 @@ from gateway.observe.request_log import RequestLogMiddleware, hit_observer
 from gateway.observe.tracing import Tracing
 from gateway.observe.upstream import ObservedCalls, ObservedLookups
 from gateway.pcs.client import PcsClient
+from gateway.security.caller_rate_limit import CallerLimit
 from gateway.security.layers import security_middleware
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
@@ -52,7 +53,10 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_environment()
     )
     metrics = Metrics(max_operation_names=settings.metrics_max_operation_names)
-    state = GatewayState(settings=settings, observe=ObserveParts(metrics, tracing))
+    caller_limit = CallerLimit(settings)
+    state = GatewayState(
+        settings=settings, observe=ObserveParts(metrics, tracing), caller_budget=caller_limit
+    )
     graphql = GraphQLView(
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -68,7 +72,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         middleware=[
             Middleware(RequestLogMiddleware, metrics=metrics, tracing=tracing),
             Middleware(MetricsMiddleware, metrics=metrics),
-            *security_middleware(settings),
+            *security_middleware(settings, caller_limit),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lambda app: lifespan(state),

@@ -166,6 +166,13 @@ class Settings(BaseSettings):
         description="Worker processes `serve` runs; above 1 needs PROMETHEUS_MULTIPROC_DIR.",
     )
 
+    websockets: bool = Field(
+        False,
+        description="Serve GraphQL over WebSocket (graphql-transport-ws) on /graphql; each "
+        "operation on a connection is authorized, rate-limited and given a deadline as an "
+        "HTTP request is. Off: the handshake is refused with 403.",
+    )
+
     max_body_bytes: int = Field(
         65_536, ge=1024, le=10_000_000, description="Largest request body; larger ones get 413."
     )

@@ -180,7 +180,7 @@ def test_public_routes_and_the_graphiql_page_need_no_credentials(
 def test_the_websocket_handshake_is_refused_without_credentials(
     start_gateway: GatewayFactory,
 ) -> None:
-    gateway = start_gateway(api_keys=READER_KEY)
+    gateway = start_gateway(api_keys=READER_KEY, websockets=True)
     upgrade = {
         "connection": "Upgrade",
         "upgrade": "websocket",
