@@ -81,10 +81,25 @@ class PcsClient:
             region=str(getattr(client.meta, "region_name", "") or ""),
             address=str(getattr(client.meta, "endpoint_url", "") or ""),
         )
+        # Every HTTP attempt is reported, the SDK's retries included: PCS counts them all.
+        client.meta.events.register(f"response-received.{SERVICE_NAME}", self._attempted)
         if limiter is not None:
             # Every HTTP attempt takes a token, the SDK's retries included: the rate is
             # what PCS receives, not how many calls the gateway started.
             client.meta.events.register(f"before-send.{SERVICE_NAME}", self._take_token)
+
+    def _attempted(
+        self,
+        event_name: str = "",
+        response_dict: Mapping[str, Any] | None = None,
+        parsed_response: Mapping[str, Any] | None = None,
+        exception: BaseException | None = None,
+        **_: Any,
+    ) -> None:
+        if isinstance(exception, errors.PcsError):
+            return  # held back by the gateway's rate budget: PCS never saw it
+        operation = event_name.rpartition(".")[2]
+        self._observer.attempted(operation, _attempt_outcome(response_dict, parsed_response))
 
     async def _take_token(self, **_: Any) -> None:
         # Returning None lets botocore send the request; Throttled ends the call unsent.
@@ -236,6 +251,16 @@ class PcsClient:
                 detail=f"the cluster does not fit the model: {_describe(exc)}",
             ) from exc
         return FetchedCluster(cluster=cluster, wire=_json_ready(raw), request_id=request_id)
+
+
+def _attempt_outcome(response: Mapping[str, Any] | None, parsed: Mapping[str, Any] | None) -> str:
+    """success, PCS's error code, or `unreachable` when no answer came (timeout, reset)."""
+    if response is None:
+        return "unreachable"
+    if int(response.get("status_code", 0)) < 300:
+        return SUCCESS
+    code = ((parsed or {}).get("Error") or {}).get("Code")
+    return str(code) if code else "unreadable"
 
 
 def _from_client_error(exc: ClientError) -> errors.PcsError:
