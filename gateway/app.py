@@ -105,6 +105,14 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             endpoint_url = await stack.enter_async_context(running_emulator())
             state.demo_endpoint = endpoint_url
             credentials = DEMO_CREDENTIALS
+        if settings.pcs_retry_budget_seconds > settings.request_deadline_seconds:
+            # Refused at start in production; here requests past their deadline get the
+            # stale copy, or UPSTREAM_UNAVAILABLE, while the call goes on.
+            log.warning(
+                "PCS attempts may take %g s, beyond the %g s request deadline",
+                settings.pcs_retry_budget_seconds,
+                settings.request_deadline_seconds,
+            )
         backend = cache.make_backend(settings, state.stats)
         store = CacheStore(backend, name=cache.describe(settings), stats=state.stats)
         stack.push_async_callback(store.close)

@@ -91,13 +91,20 @@ class Settings(BaseSettings):
         50, ge=1, le=1000, description="Connections the PCS client keeps open at most."
     )
     pcs_connect_timeout_seconds: Seconds = Field(2.0, description="Connect timeout for PCS calls.")
-    # Well under the request deadline, so a retry can still answer the request that waits.
-    pcs_read_timeout_seconds: Seconds = Field(2.0, description="Read timeout for PCS calls.")
+    # Attempts, read timeouts and backoff together fit the request deadline (see
+    # `pcs_retry_budget_seconds`), so a retry can still answer the request that waits.
+    pcs_read_timeout_seconds: Seconds = Field(
+        2.0, description="Read timeout of one attempt of a PCS call."
+    )
     pcs_retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
         "standard", description="botocore retry mode for throttling and 5xx answers."
     )
     pcs_max_attempts: int = Field(
-        3, ge=1, le=10, description="Attempts per PCS call, the first included."
+        2,
+        ge=1,
+        le=10,
+        description="Attempts per PCS call, the first included; with the read timeout and "
+        "the backoff between them they must fit the request deadline (checked at start).",
     )
 
     # Upstream protection: deadline, rate limit, circuit breaker.
@@ -322,6 +329,26 @@ class Settings(BaseSettings):
                 f"(or {ENV_PREFIX}ALLOW_UNAUTHENTICATED=true to serve anyone)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _retries_fit_the_deadline(self) -> Settings:
+        if (
+            self.environment is Environment.PRODUCTION
+            and self.pcs_retry_budget_seconds > self.request_deadline_seconds
+        ):
+            raise ValueError(
+                f"{ENV_PREFIX}PCS_READ_TIMEOUT_SECONDS x {ENV_PREFIX}PCS_MAX_ATTEMPTS plus "
+                f"backoff ({self.pcs_retry_budget_seconds:g} s) must fit "
+                f"{ENV_PREFIX}REQUEST_DEADLINE_SECONDS ({self.request_deadline_seconds:g} s)"
+            )
+        return self
+
+    @property
+    def pcs_retry_budget_seconds(self) -> float:
+        """The longest one PCS call can take: every attempt's read timeout, and botocore's
+        longest backoff between them (up to 2^(n-1) s before retry n, at most 20 s)."""
+        backoff = sum(min(2.0 ** (n - 1), 20.0) for n in range(1, self.pcs_max_attempts))
+        return self.pcs_read_timeout_seconds * self.pcs_max_attempts + backoff
 
     @property
     def authentication_configured(self) -> bool:

@@ -31,7 +31,7 @@ async def cluster(
             lookup = context.service.get(identifier, refresh=True)
         else:
             lookup = _loader(context).load(identifier)
-        answer = await _within_deadline(context, lookup)
+        answer = await _within_deadline(context, lookup, identifier)
     _note(info, answer)
     return answer
 
@@ -57,7 +57,7 @@ async def _one(
     index: int,
 ) -> ClusterAnswer | None:
     with _resolver_span(info, identifier, index):
-        answer = await _within_deadline(info.context, loader.load(identifier))
+        answer = await _within_deadline(info.context, loader.load(identifier), identifier)
     _note(info, answer, index)
     return answer
 
@@ -81,9 +81,10 @@ def _resolver_span(
 
 
 async def _within_deadline(
-    context: GatewayContext, lookup: Awaitable[ClusterAnswer]
+    context: GatewayContext, lookup: Awaitable[ClusterAnswer], identifier: str
 ) -> ClusterAnswer:
-    """The lookup's answer, or DeadlineExceeded once the request's deadline has passed.
+    """The lookup's answer; at the request's deadline, the stale copy when there is one,
+    else DeadlineExceeded.
 
     Only this request stops waiting: the shared PCS call goes on and fills the cache.
     """
@@ -91,6 +92,9 @@ async def _within_deadline(
         async with asyncio.timeout(max(0.0, context.deadline - time.monotonic())):
             return await lookup
     except TimeoutError:
+        stale = await context.service.stale_copy(identifier)
+        if stale is not None:
+            return stale
         raise DeadlineExceeded(
             "PCS did not answer within the request's deadline; retry later.",
             detail=f"request deadline of {context.settings.request_deadline_seconds:g} s passed",

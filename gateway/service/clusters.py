@@ -257,9 +257,26 @@ class ClusterService:
             [key], entry.encode(), ttl=self._settings.cache_negative_ttl_seconds
         )
 
+    async def stale_copy(self, identifier: str) -> ClusterAnswer | None:
+        """The newest copy of a cluster, marked stale, for a request whose deadline passed
+        while PCS was still being asked; None when there is none young enough to serve."""
+        if self._settings.cache_max_stale_seconds <= 0:
+            return None
+        try:
+            check_identifier(identifier)
+        except InvalidIdentifier:
+            return None
+        answer = await self._stale_entry(self.key(identifier), "the request's deadline")
+        if answer is not None:
+            self._observer.looked_up("stale")
+        return answer
+
     async def _stale_answer(self, key: str, exc: errors.PcsError) -> ClusterAnswer | None:
         if not exc.serve_stale or self._settings.cache_max_stale_seconds <= 0:
             return None
+        return await self._stale_entry(key, type(exc).__name__)
+
+    async def _stale_entry(self, key: str, why: str) -> ClusterAnswer | None:
         entry = await self._read(key)
         if entry is None or entry.wire is None:
             return None
@@ -268,7 +285,7 @@ class ClusterService:
             return None
         cluster = parse_cluster(entry.wire)
         self.stats.stale_answers += 1
-        log.info("serving a stale value after %s", type(exc).__name__)
+        log.info("serving a stale value after %s", why)
         return ClusterAnswer(
             cluster, entry.fetched_at, entry.fetched_at + self.ttl(cluster), True, entry.request_id
         )
