@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         "memory://",
         description="memory:// (in-process), redis://[:password@]host:port/db, or rediss:// (TLS).",
     )
+    cache_namespace: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Names the AWS account in every cluster cache key, so deployments of "
+        "different accounts or roles sharing one Redis never serve each other's clusters. "
+        "Default: the account id of AWS_ROLE_ARN when set, else a digest of the access key id.",
+    )
     cache_max_entries: int = Field(
         5000,
         ge=16,

@@ -96,3 +96,33 @@ def test_retries_that_outlast_the_deadline_stop_a_production_start() -> None:
         load_settings(environment="production", api_keys=KEY, pcs_max_attempts=3)
     fits = load_settings(environment="production", api_keys=KEY)
     assert fits.pcs_retry_budget_seconds <= fits.request_deadline_seconds
+
+
+@pytest.mark.redis
+def test_deployments_of_different_accounts_sharing_redis_never_share_clusters(
+    start_gateway: GatewayFactory,
+    emulator: Emulator,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = start_gateway(cache_url=redis_url)
+    assert first.query(STATUS)["data"]["cluster"]["name"] == "demo-active"
+    assert emulator.calls() == 1
+    # Same endpoint and region, other credentials: another account's view of PCS.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDOTHERACCOUNT")
+    other = start_gateway(cache_url=redis_url)
+    assert other.query(STATUS)["data"]["cluster"]["name"] == "demo-active"
+    assert emulator.calls() == 2
+    # A role's account names the key space when given; a configured namespace wins.
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/pcs-gateway")
+    role = start_gateway(cache_url=redis_url)
+    assert ":123456789012:" in role.app.state.gateway.service.key("demo-active")
+    named = start_gateway(cache_url=redis_url, cache_namespace="team-a")
+    assert named.app.state.gateway.service.key("demo-active").startswith("pcsgw:v1:team-a:")
+    # The same account again shares the entries: no call.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTESTGATEWAY")
+    monkeypatch.delenv("AWS_ROLE_ARN")
+    again = start_gateway(cache_url=redis_url)
+    assert again.query(STATUS)["data"]["cluster"]["name"] == "demo-active"
+    assert emulator.calls() == 2
+    assert "AKIDTESTGATEWAY" not in again.app.state.gateway.service.key("demo-active")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -41,6 +43,8 @@ from gateway.pcs.rate_budget import TokenBucket
 log = logging.getLogger(__name__)
 
 GET_CLUSTER = "GetCluster"
+#: An IAM role's ARN; its fifth field is the account id.
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/.+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +74,13 @@ class PcsClient:
         limiter: TokenBucket | None = None,
         breaker: CircuitBreaker | None = None,
         observer: UpstreamObserver | None = None,
+        account: str = "default",
     ) -> None:
         self._client = client
         #: Where calls go: the endpoint URL and region; part of every cache key.
         self.endpoint = endpoint
+        #: Whose credentials the calls carry (see `account_of`); part of every cache key.
+        self.account = account
         self.limiter = limiter
         self.breaker = breaker
         self._observer = observer or NoObserver()
@@ -163,6 +170,7 @@ class PcsClient:
                 limiter=limiter,
                 breaker=breaker,
                 observer=observer,
+                account=await account_of(settings, session, credentials),
             )
 
     async def get_cluster(self, identifier: str) -> FetchedCluster:
@@ -251,6 +259,29 @@ class PcsClient:
                 detail=f"the cluster does not fit the model: {_describe(exc)}",
             ) from exc
         return FetchedCluster(cluster=cluster, wire=_json_ready(raw), request_id=request_id)
+
+
+async def account_of(
+    settings: Settings, session: aioboto3.Session, credentials: Mapping[str, str] | None
+) -> str:
+    """Whose answers the cache holds: the configured namespace, the account of the role
+    in AWS_ROLE_ARN, else a digest of the access key id (never the key itself)."""
+    if settings.cache_namespace:
+        return settings.cache_namespace
+    role = ROLE_ARN.fullmatch(os.environ.get("AWS_ROLE_ARN", "").strip())
+    if role is not None:
+        return role.group(1)
+    key_id = (credentials or {}).get("aws_access_key_id")
+    if key_id is None:
+        try:
+            found = await session.get_credentials()
+        except Exception as exc:  # no usable credentials: calls will say so
+            log.debug("no credentials to name the cache's account: %s", type(exc).__name__)
+            found = None
+        key_id = None if found is None else found.access_key
+    if not key_id:
+        return "default"
+    return "key-" + hashlib.sha256(key_id.encode()).hexdigest()[:16]
 
 
 def _attempt_outcome(response: Mapping[str, Any] | None, parsed: Mapping[str, Any] | None) -> str:

@@ -120,7 +120,7 @@ class ClusterService:
         # Redis while a fetch landed finds its answer. The memory backend needs no copy.
         self._near_limit = settings.cache_max_entries if store.kind == "redis" else 0
         self._near: LRU[str, ClusterAnswer] = LRU(self._near_limit)
-        self._prefix = f"pcsgw:{KEY_VERSION}:{client.endpoint}:"
+        self._prefix = f"pcsgw:{KEY_VERSION}:{client.account}:{client.endpoint}:"
 
     async def close(self) -> None:
         """Cancel the PCS calls still in flight, before the client under them closes."""
@@ -130,7 +130,7 @@ class ClusterService:
         await asyncio.gather(*flights, return_exceptions=True)
 
     def key(self, identifier: str) -> str:
-        """The cache key of an identifier: version, PCS endpoint and region, identifier."""
+        """The cache key of an identifier: version, account, PCS endpoint and region, identifier."""
         return self._prefix + identifier
 
     def ttl(self, cluster: Cluster) -> float:
