@@ -132,7 +132,10 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         )
         state.graphql.apq = PersistedQueries(
             max_entries=settings.persisted_queries_max_entries,
+            max_bytes=settings.persisted_queries_max_bytes,
+            max_document_bytes=settings.persisted_query_max_document_bytes,
             shared=store if store.kind == "redis" else None,
+            shared_max_bytes=settings.persisted_queries_shared_max_bytes,
         )
         stack.push_async_callback(state.service.close)
         region = client.region

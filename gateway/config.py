@@ -157,6 +157,28 @@ class Settings(BaseSettings):
         description="Documents of automatic persisted queries kept in memory (and in Redis "
         "when the cache is Redis); 0 turns persisted queries off.",
     )
+    persisted_queries_max_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Bytes the documents of persisted queries take in memory at most; the "
+        "least recently used go first.",
+    )
+    persisted_query_max_document_bytes: int = Field(
+        16 * 1024,
+        ge=256,
+        le=10_000_000,
+        description="Largest document registered as a persisted query; a larger one still "
+        "runs when sent, but is not kept.",
+    )
+    persisted_queries_shared_max_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=0,
+        le=1024 * 1024 * 1024,
+        description="Bytes of documents written to a shared Redis per day, so persisted "
+        "queries never push clusters, quotas or stale copies out of it; 0 keeps them "
+        "in memory only.",
+    )
 
     # Observability: logs, metrics, worker processes.
     log_format: Literal["auto", "json", "console"] = Field(
