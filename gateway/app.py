@@ -18,6 +18,7 @@ from gateway.config import Settings
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
+from gateway.graphql.cursors import Cursors
 from gateway.http.answer_cache import AnswerCache, answer_families
 from gateway.http.body_limit import BodyLimitMiddleware
 from gateway.http.probes import probe_routes
@@ -39,6 +40,7 @@ from gateway.security.layers import security_middleware
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
 from gateway.service.regions import Regions, RegionServices
+from gateway.service.resources import ResourceServices
 from gateway.service.store import CacheStore
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,8 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         state.service = ClusterService(
             client, store, settings, state.stats, observer=ObservedLookups(tracer=tracer)
         )
+        if settings.cursor_key is not None:
+            state.graphql.cursors = Cursors(settings.cursor_key.get_secret_value().encode())
         state.graphql.apq = PersistedQueries(
             max_entries=settings.persisted_queries_max_entries,
             max_bytes=settings.persisted_queries_max_bytes,
@@ -139,12 +143,16 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         )
         stack.push_async_callback(state.service.close)
         region = client.region
+        resources = ResourceServices(
+            client, store, settings, observer=ObservedLookups(tracer=tracer)
+        )
+        stack.push_async_callback(resources.close)
         state.regions = Regions(
-            {region: RegionServices(region, client, state.service)}, default=region
+            {region: RegionServices(region, client, state.service, resources)}, default=region
         )
         metrics.watch(
             lambda: itertools.chain(
-                cache_families(state.stats, store.kind),
+                cache_families(state.stats, store.kind, lambda: store.degraded),
                 upstream_families(client.limiter, client.breaker),
             )
         )

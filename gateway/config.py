@@ -39,6 +39,29 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long requests in flight get to finish before the gateway "
         "closes its connections and exits.",
     )
+    # Slow and oversized clients: what one connection may hold before it is answered or closed.
+    max_header_bytes: int = Field(
+        32_768,
+        ge=1024,
+        le=1_048_576,
+        description="Largest request line and headers; larger ones get 431 and the connection "
+        "closes.",
+    )
+    header_timeout_seconds: Seconds = Field(
+        10.0,
+        description="Time from a request's first byte to the end of its headers; past it the "
+        "request gets 408 and the connection closes.",
+    )
+    body_timeout_seconds: Seconds = Field(
+        30.0,
+        description="Time from the end of a request's headers to the end of its body; past it "
+        "the request gets 408 (or, once answering, the connection closes).",
+    )
+    keep_alive_seconds: Seconds = Field(
+        5.0,
+        description="How long a connection may stay open with no request, before its first one "
+        "and between two; keep it above the idle timeout of a proxy that reuses connections.",
+    )
     demo: bool = Field(
         False, description="Start the built-in PCS emulator and answer from it (no AWS account)."
     )
@@ -80,6 +103,34 @@ class Settings(BaseSettings):
     )
     cache_ttl_transitional_seconds: Seconds = Field(
         5.0, description="Freshness of clusters in transition (CREATING, UPDATING, DELETING, ...)."
+    )
+    list_cache_ttl_seconds: Seconds = Field(
+        5.0,
+        description="Freshness of a page of a list (clusters, a cluster's queues or compute "
+        "node groups), by region, list, parent, cursor and page size; keep it no longer than "
+        "the transitional freshness, so a resource created or deleted shows soon.",
+    )
+    cursor_key: SecretStr | None = Field(
+        None,
+        description="Key (at least 32 characters) that signs page cursors, so a cursor that "
+        "was altered or belongs to another list is refused. Unset: a random key per process, "
+        "and a cursor is good only on the replica that made it; set the same key on every "
+        "replica behind one Service.",
+    )
+    max_fanout: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most resources one operation may reach: each list's page size times the "
+        "page sizes of the lists around it, summed over its lists, plus its lookups; a larger "
+        "operation is refused before any PCS call.",
+    )
+    fetch_concurrency: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Most Get and tag calls one request makes at once for the nodes of its "
+        "pages; the rest wait their turn.",
     )
     cache_negative_ttl_seconds: Seconds = Field(
         10.0, description="How long a not-found answer is remembered."
@@ -269,6 +320,19 @@ class Settings(BaseSettings):
     )
     max_depth: int = Field(12, ge=2, le=100, description="Deepest selection an operation may have.")
     max_aliases: int = Field(30, ge=0, le=10_000, description="Most aliases one operation may use.")
+    max_fragment_depth: int = Field(
+        20,
+        ge=1,
+        le=100,
+        description="Longest chain of fragments spreading fragments one operation may hold.",
+    )
+    max_fragment_spreads: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most fragment spreads one operation may hold once fragments are expanded "
+        "(a fragment spread twice counts twice, with the spreads inside it).",
+    )
     max_tokens: int = Field(
         4000, ge=100, le=1_000_000, description="Most tokens one GraphQL document may hold."
     )
@@ -396,6 +460,13 @@ class Settings(BaseSettings):
         if self.introspection is not None:
             return self.introspection
         return self.environment is Environment.DEVELOPMENT or self.graphiql_enabled
+
+    @field_validator("cursor_key")
+    @classmethod
+    def _long_cursor_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters long")
+        return value
 
     @field_validator("cache_url")
     @classmethod
