@@ -37,6 +37,7 @@ from gateway.observe.request_log import RequestLogMiddleware, hit_observer
 from gateway.observe.tracing import Tracing
 from gateway.observe.upstream import ObservedCalls, ObservedLookups
 from gateway.pcs.client import PcsClient
+from gateway.security.caller_rate_limit import CallerLimit
 from gateway.security.layers import security_middleware
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
@@ -56,7 +57,10 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_environment()
     )
     metrics = Metrics(max_operation_names=settings.metrics_max_operation_names)
-    state = GatewayState(settings=settings, observe=ObserveParts(metrics, tracing))
+    caller_limit = CallerLimit(settings)
+    state = GatewayState(
+        settings=settings, observe=ObserveParts(metrics, tracing), caller_budget=caller_limit
+    )
     graphql = GraphQLView(
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -72,7 +76,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         middleware=[
             Middleware(RequestLogMiddleware, metrics=metrics, tracing=tracing),
             Middleware(MetricsMiddleware, metrics=metrics),
-            *security_middleware(settings),
+            *security_middleware(settings, caller_limit),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lambda app: lifespan(state),
@@ -118,6 +122,14 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             endpoint_url = await stack.enter_async_context(running_emulator())
             state.demo_endpoint = endpoint_url
             credentials = DEMO_CREDENTIALS
+        if settings.pcs_retry_budget_seconds > settings.request_deadline_seconds:
+            # Refused at start in production; here requests past their deadline get the
+            # stale copy, or UPSTREAM_UNAVAILABLE, while the call goes on.
+            log.warning(
+                "PCS attempts may take %g s, beyond the %g s request deadline",
+                settings.pcs_retry_budget_seconds,
+                settings.request_deadline_seconds,
+            )
         backend = cache.make_backend(settings, state.stats)
         store = CacheStore(backend, name=cache.describe(settings), stats=state.stats)
         stack.push_async_callback(store.close)
@@ -157,7 +169,10 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             state.graphql.cursors = Cursors(settings.cursor_key.get_secret_value().encode())
         state.graphql.apq = PersistedQueries(
             max_entries=settings.persisted_queries_max_entries,
+            max_bytes=settings.persisted_queries_max_bytes,
+            max_document_bytes=settings.persisted_query_max_document_bytes,
             shared=store if store.kind == "redis" else None,
+            shared_max_bytes=settings.persisted_queries_shared_max_bytes,
         )
         metrics.watch(
             lambda: itertools.chain(

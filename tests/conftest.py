@@ -18,6 +18,7 @@ from tests.support.gateway import (
     GatewayFactory,
     InProcessGateway,
 )
+from tests.support.oidc import KeySetServer
 from tests.support.servers import (
     Emulator,
     RedisServer,
@@ -106,3 +107,13 @@ def redis_server_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[KeySetServer]:
+    """A local OIDC key set server, for the modules that mint tokens."""
+    server = KeySetServer()
+    try:
+        yield server
+    finally:
+        server.server.stop()

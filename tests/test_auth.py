@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from gateway.config import SettingsError, load_settings
 from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
-from tests.support.oidc import AUDIENCE, ISSUER, KeySetServer, mint
+from tests.support.oidc import ISSUER, KeySetServer, bearer, mint, oidc_settings
 from tests.support.servers import Emulator
 
 READER_KEY = "reader-key-0123456789abcdef"
@@ -35,29 +34,6 @@ SECRETS = """query { cluster(identifier: "demo-full") {
 
 # What this module pins is the app's behaviour, not the server's: no socket needed.
 pytestmark = pytest.mark.gateway("in_process")
-
-
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[KeySetServer]:
-    server = KeySetServer()
-    try:
-        yield server
-    finally:
-        server.server.stop()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def oidc_settings(jwks: KeySetServer, **more: Any) -> dict[str, Any]:
-    return {
-        "oidc_issuer": ISSUER,
-        "oidc_audience": AUDIENCE,
-        "oidc_jwks_url": jwks.url,
-        "oidc_jwks_min_refresh_seconds": 0.2,
-        **more,
-    }
 
 
 def post(gateway: Gateway, query: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -138,7 +114,7 @@ def test_public_routes_and_the_graphiql_page_need_no_credentials(
 def test_the_websocket_handshake_is_refused_without_credentials(
     start_gateway: GatewayFactory,
 ) -> None:
-    gateway = start_gateway(api_keys=READER_KEY)
+    gateway = start_gateway(api_keys=READER_KEY, websockets=True)
     upgrade = {
         "connection": "Upgrade",
         "upgrade": "websocket",

@@ -242,7 +242,7 @@ def test_cors_allows_only_the_listed_origins(start_gateway: GatewayFactory) -> N
 @pytest.mark.gateway("uvicorn")  # a websocket handshake needs a real server
 def test_a_websocket_from_another_origin_is_refused(start_gateway: GatewayFactory) -> None:
     portal = "https://portal.example.test"
-    gateway = start_gateway(cors_allow_origins=portal)
+    gateway = start_gateway(cors_allow_origins=portal, websockets=True)
     host = gateway.url.removeprefix("http://")
     assert (
         gateway.http.get("/graphql", headers={**UPGRADE, "origin": "https://evil.test"}).status_code

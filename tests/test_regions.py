@@ -197,10 +197,14 @@ def test_redis_keys_of_two_regions_never_meet(
     answer = gateway.query(BOTH_REGIONS, {"i": "demo-full"})["data"]
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = sorted(key.decode() for key in client.keys("pcsgw:v1:http*"))
+        found = [key.decode().split(":", 3) for key in client.keys("pcsgw:v1:*")]
     finally:
         client.close()
-    prefix = f"pcsgw:v1:{emulator.url}|"
+    # pcsgw:v1:<account>:<endpoint>|<region>:<identifier>, one account for both regions.
+    found = [parts for parts in found if parts[3].startswith(emulator.url)]
+    assert len({parts[2] for parts in found}) == 1
+    keys = sorted(parts[3] for parts in found)
+    prefix = f"{emulator.url}|"
     assert keys == sorted(
         f"{prefix}{region}:{identifier}"
         for region, cluster in ((EAST, answer["east"]), (WEST, answer["west"]))

@@ -35,7 +35,7 @@ async def cluster(
             lookup = services.clusters.get(identifier, refresh=True)
         else:
             lookup = _loader(context, services).load(identifier)
-        answer = await _within_deadline(context, lookup)
+        answer = await _within_deadline(context, services, lookup, identifier)
     _note(info, answer)
     return answer
 
@@ -50,18 +50,23 @@ def clusters(
         raise GatewayError(
             f"A batch may ask for at most {limit} clusters.", "BAD_USER_INPUT", limit=limit
         )
-    loader = _loader(context, context.regions.get(region))
-    return [_one(info, loader, identifier, index) for index, identifier in enumerate(identifiers)]
+    services = context.regions.get(region)
+    loader = _loader(context, services)
+    return [
+        _one(info, services, loader, identifier, index)
+        for index, identifier in enumerate(identifiers)
+    ]
 
 
 async def _one(
     info: Info[GatewayContext, None],
+    services: RegionServices,
     loader: DataLoader[str, ClusterAnswer],
     identifier: str,
     index: int,
 ) -> ClusterAnswer | None:
     with _resolver_span(info, identifier, index):
-        answer = await _within_deadline(info.context, loader.load(identifier))
+        answer = await _within_deadline(info.context, services, loader.load(identifier), identifier)
     _note(info, answer, index)
     return answer
 
@@ -85,9 +90,13 @@ def _resolver_span(
 
 
 async def _within_deadline(
-    context: GatewayContext, lookup: Awaitable[ClusterAnswer]
+    context: GatewayContext,
+    services: RegionServices,
+    lookup: Awaitable[ClusterAnswer],
+    identifier: str,
 ) -> ClusterAnswer:
-    """The lookup's answer, or DeadlineExceeded once the request's deadline has passed.
+    """The lookup's answer; at the request's deadline, the stale copy when there is one,
+    else DeadlineExceeded.
 
     Only this request stops waiting: the shared PCS call goes on and fills the cache.
     """
@@ -95,6 +104,9 @@ async def _within_deadline(
         async with asyncio.timeout(max(0.0, context.deadline - time.monotonic())):
             return await lookup
     except TimeoutError:
+        stale = await services.clusters.stale_copy(identifier)
+        if stale is not None:
+            return stale
         raise DeadlineExceeded(
             "PCS did not answer within the request's deadline; retry later.",
             detail=f"request deadline of {context.settings.request_deadline_seconds:g} s passed",

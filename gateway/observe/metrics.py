@@ -103,6 +103,13 @@ class Metrics:
             ["operation", "outcome", "region"],
             registry=self.registry,
         )
+        self.upstream_attempts = Counter(
+            "pcsgw_upstream_attempts",
+            "HTTP attempts PCS received by operation and outcome, the SDK's retries included: "
+            "what PCS quotas count.",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
         self.upstream_latency = Histogram(
             "pcsgw_upstream_call_duration_seconds",
             "PCS call latency by operation and region: rate-limit wait and the SDK's retries "

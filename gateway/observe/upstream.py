@@ -35,6 +35,10 @@ class ObservedCalls:
     def call(self, operation: str, target: CallTarget, identifier: str) -> _ObservedCall:
         return _ObservedCall(self, operation, target, identifier)
 
+    def attempted(self, operation: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.upstream_attempts.labels(operation, outcome_label(outcome)).inc()
+
     def _finished(
         self, operation: str, target: CallTarget, result: CallResult, current: Span | None
     ) -> None:

@@ -61,6 +61,9 @@ class UpstreamObserver(Protocol):
     ) -> AbstractContextManager[CallReport]:
         """A call of `operation` about `identifier` is starting."""
 
+    def attempted(self, operation: str, outcome: str) -> None:
+        """One HTTP attempt of `operation` ended with `outcome` (retries are attempts too)."""
+
 
 def outcome_of(exc: errors.PcsError) -> str:
     """The outcome of a failed call: PCS's error code, or why no answer came."""
@@ -91,3 +94,6 @@ class NoObserver:
         self, operation: str, target: CallTarget, identifier: str
     ) -> AbstractContextManager[CallReport]:
         return self._report
+
+    def attempted(self, operation: str, outcome: str) -> None:
+        pass

@@ -57,3 +57,19 @@ def mint(key: ECKey, **claims: Any) -> str:
     body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 60, **claims}
     body = {name: value for name, value in body.items() if value is not None}
     return jwt.encode({"alg": "ES256", "kid": key.kid}, body, key)
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The headers that present `token`."""
+    return {"authorization": f"Bearer {token}"}
+
+
+def oidc_settings(jwks: KeySetServer, **more: Any) -> dict[str, Any]:
+    """Gateway settings that trust tokens of `jwks`'s keys."""
+    return {
+        "oidc_issuer": ISSUER,
+        "oidc_audience": AUDIENCE,
+        "oidc_jwks_url": jwks.url,
+        "oidc_jwks_min_refresh_seconds": 0.2,
+        **more,
+    }
