@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.config import Settings
 from gateway.emulator.seed import demo_regions
 from tests.conftest import Gateway, GatewayFactory
 from tests.servers import Emulator
@@ -219,3 +221,114 @@ def test_queue_and_node_group_by_identifier_with_their_cluster(
     (error,) = answer["errors"]
     assert error["path"] == ["missing"]
     assert error["extensions"]["code"] == "NOT_FOUND"
+
+
+# --- fan-out -----------------------------------------------------------------------------
+
+FANOUT = """
+query Fanout($n: Int!) {
+  a: cluster(identifier: "demo-full") { ...Lists }
+  b: clusterList(first: $n) { nodes { name } }
+}
+fragment Lists on Cluster {
+  queues(first: 60) { nodes { name } }
+  computeNodeGroups { edges { node { name } } }
+}
+"""
+
+
+def test_fan_out_over_the_bound_is_refused_before_any_call(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(max_fanout=250)
+    # 1 cluster + 60 queues + 100 node groups (the default page) + 90 clusters = 251.
+    answer = gateway.query(FANOUT, {"n": 90})
+    assert answer["data"] is None
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "limit": 250, "fanout": 251}
+    assert error["message"].startswith("The operation could reach 251 resources")
+    assert counts(emulator) == {}
+    # Pages nest: each node of the outer page may open the inner one.
+    nested = gateway.query(
+        "{ clusterList(first: 3) { nodes { queues(first: 100) { nodes { name } } } } }"
+    )
+    assert nested["errors"][0]["extensions"]["fanout"] == 3 + 3 * 100
+    # Each alias and each spread of a fragment counts.
+    twice = gateway.query(
+        'query { a: cluster(identifier: "demo-full") { ...Q } '
+        'b: cluster(identifier: "demo-full") { ...Q } } '
+        "fragment Q on Cluster { queues(first: 100) { nodes { name } } "
+        "computeNodeGroups(first: 30) { nodes { name } } }"
+    )
+    assert twice["errors"][0]["extensions"]["fanout"] == 2 * (1 + 100 + 30)
+    batch = gateway.query(
+        "query($ids: [String!]!) { clusters(identifiers: $ids) { queues { nodes { name } } } }",
+        {"ids": ["demo-full", "demo-active", "demo-creating"]},
+    )
+    assert batch["errors"][0]["extensions"]["fanout"] == 3 + 3 * 100
+    assert counts(emulator) == {}
+    within = gateway.query(FANOUT, {"n": 89})
+    assert "errors" not in within, within
+    assert len(within["data"]["b"]["nodes"]) == len(seeded()[:89])
+    assert counts(emulator)["ListClusters"] == 1
+
+
+def test_the_default_detail_query_passes_the_fan_out_bound_but_not_the_lookup_limit(
+    gateway: Gateway,
+) -> None:
+    # 1 + 100 + 100 = 201 resources: over the lookup limit's default (100), within max_fanout.
+    settings = Settings()
+    assert settings.lookup_limit < 201 <= settings.max_fanout
+    assert "errors" not in gateway.query(DETAIL, {"id": "demo-full"})
+
+
+# --- the portal examples -----------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "schema" / "examples"
+
+
+def test_the_detail_page_example_costs_its_calls_cold_and_nothing_repeated(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    query = (EXAMPLES / "cluster-detail-page.graphql").read_text()
+    answer = gateway.query(query)
+    assert "errors" not in answer, answer
+    cluster = answer["data"]["cluster"]
+    queues, groups = cluster["queues"]["nodes"], cluster["computeNodeGroups"]["nodes"]
+    assert (len(queues), len(groups)) == (4, 6)
+    # The demo shows every optional member somewhere: the example reads them all.
+    assert any(q["tags"] and q["slurmConfiguration"] is not None for q in queues)
+    assert any(g["tags"] and g["instanceHealthChecks"] is not None for g in groups)
+    assert counts(emulator) == {
+        "GetCluster": 1,
+        "ListQueues": 1,
+        "ListComputeNodeGroups": 1,
+        "GetQueue": len(queues),
+        "GetComputeNodeGroup": len(groups),
+        "ListTagsForResource": 1 + len(queues) + len(groups),
+    }
+    assert gateway.query(query) == answer
+    assert counts(emulator) == EXPECTED_COLD
+
+
+def test_the_list_page_example_pages_on_list_calls_alone(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    query = (EXAMPLES / "cluster-list-page.graphql").read_text()
+    whole = gateway.query(query)
+    page = whole["data"]["clusterList"]
+    assert [e["node"]["name"] for e in page["edges"]] == seeded()
+    assert page["pageInfo"]["hasNextPage"] is False
+    assert counts(emulator) == {"ListClusters": 1}
+    assert gateway.query(query) == whole
+    assert counts(emulator) == {"ListClusters": 1}
+    names: list[str] = []
+    after = None
+    while True:
+        page = gateway.query(query, {"first": 5, "after": after})["data"]["clusterList"]
+        names += [e["node"]["name"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert names == seeded()
+    assert counts(emulator) == {"ListClusters": 1 + 3}
