@@ -9,9 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+import strawberry
+from graphql import parse
 
 from gateway.config import Settings
 from gateway.emulator.seed import demo_regions
+from gateway.graphql.limits import fanout
+from gateway.graphql.schema import build_schema
 from tests.conftest import Gateway, GatewayFactory
 from tests.servers import Emulator
 
@@ -332,3 +336,25 @@ def test_the_list_page_example_pages_on_list_calls_alone(
         after = page["pageInfo"]["endCursor"]
     assert names == seeded()
     assert counts(emulator) == {"ListClusters": 1 + 3}
+
+
+def test_the_api_page_shows_both_examples_as_they_are() -> None:
+    api = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    for name in ("cluster-list-page", "cluster-detail-page"):
+        text = (EXAMPLES / f"{name}.graphql").read_text().rstrip()
+        assert f"```graphql\n{text}\n```" in api, name
+
+
+@pytest.mark.parametrize(
+    ("query", "reach"),
+    [
+        ("{ clusterList { nodes { queues { nodes { name } } } } }", 10 + 10 * 100),
+        ("{ clusterList(first: 5) { nodes { queues(first: 20) { nodes { name } } } } }", 105),
+        ('{ queue(cluster: "c", identifier: "q") { computeNodeGroups { name } } }', 1 + 100),
+        ('{ cluster(identifier: "c") { queues { nodes { cluster { name } } } } }', 1 + 100 + 100),
+    ],
+)
+def test_the_fan_out_the_docs_state(query: str, reach: int) -> None:
+    schema = build_schema()
+    assert isinstance(schema, strawberry.Schema)
+    assert fanout(schema._schema, parse(query), None, None) == reach
