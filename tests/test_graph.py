@@ -13,57 +13,11 @@ import strawberry
 from graphql import parse
 
 from gateway.config import Settings
-from gateway.emulator.seed import demo_regions
 from gateway.graphql.limits import fanout
 from gateway.graphql.schema import build_schema
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
-
-DETAIL = """
-query ClusterDetail($id: String!) {
-  cluster(identifier: $id) {
-    name id status
-    tags { key value }
-    queues {
-      nodes {
-        name id arn status statusRaw clusterId createdAt modifiedAt
-        computeNodeGroupConfigurations { computeNodeGroupId }
-        slurmConfiguration { slurmCustomSettings { parameterName parameterValue } }
-        errorInfo { code message }
-        tags { key value }
-      }
-    }
-    computeNodeGroups {
-      nodes {
-        name id status amiId subnetIds purchaseOption purchaseOptionRaw
-        scalingConfiguration { minInstanceCount maxInstanceCount }
-        instanceConfigs { instanceType }
-        errorInfo { code message }
-        tags { key value }
-      }
-    }
-  }
-}
-"""
-
-PAGE = """
-query Page($first: Int!, $after: String) {
-  clusterList(first: $first, after: $after) {
-    edges { cursor node { name id status } }
-    nodes { name }
-    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-  }
-}
-"""
-
-
-def counts(emulator: Emulator) -> dict[str, int]:
-    found = emulator.http.get("/_emulator/calls").json()
-    return {k: v for k, v in found.items() if isinstance(v, int) and v}
-
-
-def seeded(region: str = "us-east-1") -> list[str]:
-    return sorted(c["name"] for c in demo_regions()[region])
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.graph import DETAIL, EXPECTED_COLD, PAGE, counts, seeded
+from tests.support.servers import Emulator
 
 
 def walk(gateway: Gateway, first: int) -> list[str]:
@@ -138,16 +92,6 @@ def test_a_page_size_outside_1_to_100_is_refused_with_no_call(
     assert answer["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "1 to 100" in answer["errors"][0]["message"]
     assert counts(emulator) == {}
-
-
-EXPECTED_COLD = {
-    "GetCluster": 1,
-    "ListQueues": 1,
-    "ListComputeNodeGroups": 1,
-    "GetQueue": 4,
-    "GetComputeNodeGroup": 6,
-    "ListTagsForResource": 11,
-}
 
 
 def test_cluster_detail_costs_exactly_its_calls_cold_and_nothing_repeated(

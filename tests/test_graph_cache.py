@@ -18,9 +18,10 @@ import pytest
 
 from gateway.emulator.app import create_emulator
 from gateway.http.answer_cache import AnswerCache
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator, ServerThread
-from tests.test_graph import DETAIL, PAGE, counts, seeded
+from tests.support.clock import FakeClock
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.graph import DETAIL, PAGE, counts, seeded
+from tests.support.servers import Emulator, ServerThread
 
 MEMBERS = """
 {
@@ -38,20 +39,10 @@ QUEUE_DETAILS = """
 """
 
 
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def timed(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Emulator, Clock]]:
+def timed() -> Iterator[tuple[Emulator, FakeClock]]:
     """An emulator on a clock the test moves, with page tokens good for an hour."""
-    clock = Clock()
+    clock = FakeClock(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
     app = create_emulator(clock=clock, token_lifetime_seconds=3600)
     server = ServerThread(app, lifespan="off").start()
     try:
@@ -67,7 +58,7 @@ def answers(gateway: Gateway) -> AnswerCache:
 
 def test_an_expired_page_token_asks_to_start_again_with_one_call(
     start_gateway: GatewayFactory,
-    timed: tuple[Emulator, Clock],
+    timed: tuple[Emulator, FakeClock],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     emulator, clock = timed
@@ -75,7 +66,7 @@ def test_an_expired_page_token_asks_to_start_again_with_one_call(
     gateway = start_gateway()
     first = gateway.query(PAGE, {"first": 2})["data"]["clusterList"]
     assert [n["name"] for n in first["nodes"]] == seeded()[:2]
-    clock.now += 3601
+    clock.advance(3601)
     answer = gateway.query(PAGE, {"first": 2, "after": first["pageInfo"]["endCursor"]})
     assert answer["data"] is None
     (error,) = answer["errors"]

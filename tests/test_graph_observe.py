@@ -18,11 +18,11 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.pcs.client import OPERATIONS
 from gateway.pcs.model import shapes
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator, ServerThread
-from tests.test_graph import DETAIL, EXPECTED_COLD, counts
-from tests.test_metrics import family_samples, scrape
-from tests.test_request_log import request_lines
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.graph import DETAIL, EXPECTED_COLD, counts
+from tests.support.metrics import family_samples, scrape
+from tests.support.request_lines import request_lines
+from tests.support.servers import Emulator, ServerThread
 
 
 def test_metrics_count_each_operation_by_name_with_bounded_labels(
@@ -32,7 +32,7 @@ def test_metrics_count_each_operation_by_name_with_bounded_labels(
     samples = scrape(gateway)
     calls = family_samples(samples, "pcsgw_upstream_calls_total")
     assert calls == {
-        (("operation", operation), ("outcome", "success")): float(count)
+        (("operation", operation), ("outcome", "success"), ("region", "us-east-1")): float(count)
         for operation, count in EXPECTED_COLD.items()
     }
     # Labels name operations only: never an identifier, an ARN or a cursor.
@@ -129,7 +129,8 @@ def test_a_burst_of_mixed_operations_draws_from_one_budget(
     for labels, value in calls.items():
         outcomes[dict(labels)["outcome"]] += int(value)
     assert outcomes["success"] == 5
-    assert outcomes["held_back"] == samples[("pcsgw_upstream_ratelimit_rejections_total", ())]
+    rejected = samples[("pcsgw_upstream_ratelimit_rejections_total", (("region", "us-east-1"),))]
+    assert outcomes["held_back"] == rejected
     assert outcomes["held_back"] > 0
     assert set(outcomes) == {"success", "held_back"}
 

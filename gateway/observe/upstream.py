@@ -1,7 +1,9 @@
 """Observers of the data path: PCS calls and cluster lookups into metrics, spans and the log.
 
 `ObservedCalls` implements the PCS client's `UpstreamObserver`, `ObservedLookups` the
-cluster service's `LookupObserver`; either works without metrics or tracing.
+cluster service's `LookupObserver`; either works without metrics or tracing. Both note the
+region they serve in the request's record; the metrics label calls by it, which stays
+bounded because clients exist only for the regions configured.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from types import TracebackType
 
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 
-from gateway.context import note_lookup, note_upstream
+from gateway.context import note_lookup, note_region, note_upstream
 from gateway.observe.metrics import OTHER, Metrics
 from gateway.observe.tracing import span
 from gateway.pcs.observer import OUTCOMES, CallResult, CallTarget
@@ -35,12 +37,19 @@ class ObservedCalls:
     ) -> _ObservedCall:
         return _ObservedCall(self, operation, target, identifier, resource)
 
-    def _finished(self, operation: str, result: CallResult, current: Span | None) -> None:
+    def attempted(self, operation: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.upstream_attempts.labels(operation, outcome_label(outcome)).inc()
+
+    def _finished(
+        self, operation: str, target: CallTarget, result: CallResult, current: Span | None
+    ) -> None:
+        note_region(target.region)
         note_upstream(result.request_id)
         label = outcome_label(result.outcome)
         if self._metrics is not None:
-            self._metrics.upstream_calls.labels(operation, label).inc()
-            self._metrics.upstream_latency.labels(operation).observe(result.seconds)
+            self._metrics.upstream_calls.labels(operation, label, target.region).inc()
+            self._metrics.upstream_latency.labels(operation, target.region).observe(result.seconds)
         if current is None:
             return
         if result.error is not None:
@@ -112,16 +121,18 @@ class _ObservedCall:
         return self._opened.__exit__(exc_type, exc, traceback)
 
     def finished(self, result: CallResult) -> None:
-        self._calls._finished(self._operation, result, self._span)
+        self._calls._finished(self._operation, self._target, result, self._span)
 
 
 class ObservedLookups:
-    """Cluster lookups noted in the request record; their cache reads spanned when tracing."""
+    """One region's lookups noted in the request record; cache reads spanned when tracing."""
 
-    def __init__(self, *, tracer: Tracer | None = None) -> None:
+    def __init__(self, *, tracer: Tracer | None = None, region: str = "") -> None:
         self._tracer = tracer
+        self._region = region
 
     def looked_up(self, outcome: str, aws_request_id: str | None = None) -> None:
+        note_region(self._region)
         note_lookup(outcome, aws_request_id)
 
     def reading(self, backend: str) -> AbstractContextManager[CacheRead]:

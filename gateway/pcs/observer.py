@@ -63,6 +63,9 @@ class UpstreamObserver(Protocol):
         """A call of `operation` is starting, about the cluster `identifier` ("" for none)
         and, below it, `resource` (a queue or node group identifier, or an ARN)."""
 
+    def attempted(self, operation: str, outcome: str) -> None:
+        """One HTTP attempt of `operation` ended with `outcome` (retries are attempts too)."""
+
 
 def outcome_of(exc: errors.PcsError) -> str:
     """The outcome of a failed call: PCS's error code, or why no answer came."""
@@ -93,3 +96,6 @@ class NoObserver:
         self, operation: str, target: CallTarget, identifier: str, resource: str | None = None
     ) -> AbstractContextManager[CallReport]:
         return self._report
+
+    def attempted(self, operation: str, outcome: str) -> None:
+        pass
