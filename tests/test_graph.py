@@ -94,6 +94,22 @@ def test_a_page_size_outside_1_to_100_is_refused_with_no_call(
     assert counts(emulator) == {}
 
 
+@pytest.mark.parametrize("first", [0, 101, 5000])
+def test_a_nested_page_size_outside_1_to_100_costs_no_call_of_the_pages_around_it(
+    gateway: Gateway, emulator: Emulator, first: int
+) -> None:
+    answer = gateway.query(
+        "query($n: Int!) { clusterList(first: 2) { nodes { "
+        "computeNodeGroups(first: $n) { nodes { name } } } } }",
+        {"n": first},
+    )
+    assert answer["data"] is None
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "limit": 100}
+    assert error["message"] == "first must be from 1 to 100."
+    assert counts(emulator) == {}
+
+
 def test_cluster_detail_costs_exactly_its_calls_cold_and_nothing_repeated(
     gateway: Gateway, emulator: Emulator
 ) -> None:

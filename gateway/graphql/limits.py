@@ -6,11 +6,11 @@ variables and variable defaults of every `cluster` and `clusters` field it selec
 fragments) and its largest batch, and refuses the whole operation with `BAD_USER_INPUT`
 and the `limit` before execution starts. The fan-out limit counts the resources an
 operation could reach (each page size times the page sizes of the lists around it, summed
-over the document, plus its lookups) and refuses it likewise. Fragment spreads are bounded
-before validation,
-whose rules follow them recursively (and each time they appear): a chain of fragments
-deeper than `max_fragment_depth`, more than `max_fragment_spreads` spreads once expanded,
-or a fragment that spreads itself, is a validation error.
+over the document, plus its lookups) and refuses it likewise, as it refuses a page size
+outside 1 to 100 anywhere in the operation. Fragment spreads are bounded before
+validation, whose rules follow them recursively (and each time they appear): a chain of
+fragments deeper than `max_fragment_depth`, more than `max_fragment_spreads` spreads once
+expanded, or a fragment that spreads itself, is a validation error.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from strawberry.extensions import (
 )
 
 from gateway.config import Settings
-from gateway.graphql.cursors import MAX_PAGE_SIZE
+from gateway.graphql.cursors import MAX_PAGE_SIZE, PAGE_SIZE_MESSAGE
 
 #: Root fields that look clusters up, and the argument holding the identifiers.
 LOOKUP_ARGUMENTS = {"cluster": "identifier", "clusters": "identifiers"}
@@ -117,18 +117,27 @@ class FanoutLimit(SchemaExtension):
         document = context.graphql_document
         schema = context.schema
         if document is not None and context.result is None and isinstance(schema, Schema):
-            found = fanout(schema._schema, document, context.operation_name, context.variables)
-            if found > self.max_fanout:
+            walk = _Fanout.of(schema._schema, document, context.operation_name, context.variables)
+            error = None
+            if walk.bad_page_size:
+                # Refused here too, so that a nested page's size costs no call of the pages
+                # around it.
                 error = GraphQLError(
-                    f"The operation could reach {found} resources (each page size times the "
-                    "page sizes of the lists around it, plus its lookups); at most "
+                    PAGE_SIZE_MESSAGE,
+                    extensions={"code": "BAD_USER_INPUT", "limit": MAX_PAGE_SIZE},
+                )
+            elif walk.total > self.max_fanout:
+                error = GraphQLError(
+                    f"The operation could reach {walk.total} resources (each page size times "
+                    "the page sizes of the lists around it, plus its lookups); at most "
                     f"{self.max_fanout} are allowed: ask for smaller pages with first.",
                     extensions={
                         "code": "BAD_USER_INPUT",
                         "limit": self.max_fanout,
-                        "fanout": found,
+                        "fanout": walk.total,
                     },
                 )
+            if error is not None:
                 # As for the lookup limit: a result set before execution skips it.
                 context.result = ExecutionResult(data=None, errors=[error])
         yield
@@ -141,16 +150,7 @@ def fanout(
     variables: dict[str, Any] | None,
 ) -> int:
     """How many resources the operation that would run could reach, at most."""
-    operation, values = _operation(document.definitions, operation_name, variables)
-    if operation is None:
-        return 0
-    root = schema.get_root_type(operation.operation)
-    if root is None:
-        return 0
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    return _Fanout(schema, fragments, values).walk(operation.selection_set, root, 1, ())
+    return _Fanout.of(schema, document, operation_name, variables).total
 
 
 class _Fanout:
@@ -163,6 +163,27 @@ class _Fanout:
         self._schema = schema
         self._fragments = fragments
         self._variables = variables
+        self.total = 0
+        #: A `first` outside 1 to 100 anywhere in the operation.
+        self.bad_page_size = False
+
+    @classmethod
+    def of(
+        cls,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> _Fanout:
+        """The walk of the operation that would run."""
+        definitions = document.definitions
+        operation, values = _operation(definitions, operation_name, variables)
+        fragments = {d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)}
+        found = cls(schema, fragments, values)
+        root = None if operation is None else schema.get_root_type(operation.operation)
+        if operation is not None and root is not None:
+            found.total = found.walk(operation.selection_set, root, 1, ())
+        return found
 
     def walk(
         self,
@@ -222,6 +243,8 @@ class _Fanout:
         if isinstance(value, str):
             return 1
         if isinstance(value, int) and not isinstance(value, bool):
+            if rule == "first" and not 1 <= value <= MAX_PAGE_SIZE:
+                self.bad_page_size = True
             return max(0, value)
         return 0
 
