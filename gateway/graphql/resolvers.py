@@ -72,21 +72,25 @@ async def _one(
 
 
 def _resolver_span(
-    info: Info[GatewayContext, None], identifier: str, index: int | None = None
+    info: Info[GatewayContext, None],
+    identifier: str,
+    index: int | None = None,
+    *,
+    resource: str | None = None,
 ) -> AbstractContextManager[Any]:
+    """The field's span: the cluster it names, and the queue or node group below it."""
     tracer = info.context.tracer
     if tracer is None:
         return span(None, "")
     path = [*info.path.as_list(), *(() if index is None else (index,))]
-    return span(
-        tracer,
-        f"Query.{info.field_name}",
-        attributes={
-            "graphql.field.name": info.field_name,
-            "graphql.field.path": ".".join(str(part) for part in path),
-            "aws.pcs.cluster_identifier": identifier,
-        },
-    )
+    attributes = {
+        "graphql.field.name": info.field_name,
+        "graphql.field.path": ".".join(str(part) for part in path),
+        "aws.pcs.cluster_identifier": identifier,
+    }
+    if resource is not None:
+        attributes["aws.pcs.resource_identifier"] = resource
+    return span(tracer, f"Query.{info.field_name}", attributes=attributes)
 
 
 async def _within_deadline(
@@ -152,7 +156,7 @@ async def queue(
     check_identifier(cluster)
     graph = info.context.resources
     services = graph.region(region)
-    with _resolver_span(info, identifier):
+    with _resolver_span(info, cluster, resource=identifier):
         return await graph.queue_details(
             services.name, cluster, identifier, None, list(info.path.as_list())
         )
@@ -165,7 +169,7 @@ async def compute_node_group(
     check_identifier(cluster)
     graph = info.context.resources
     services = graph.region(region)
-    with _resolver_span(info, identifier):
+    with _resolver_span(info, cluster, resource=identifier):
         return await graph.compute_node_group_details(
             services.name, cluster, identifier, None, list(info.path.as_list())
         )

@@ -32,8 +32,10 @@ class ObservedCalls:
         self._metrics = metrics
         self._tracer = tracer
 
-    def call(self, operation: str, target: CallTarget, identifier: str) -> _ObservedCall:
-        return _ObservedCall(self, operation, target, identifier)
+    def call(
+        self, operation: str, target: CallTarget, identifier: str, resource: str | None = None
+    ) -> _ObservedCall:
+        return _ObservedCall(self, operation, target, identifier, resource)
 
     def attempted(self, operation: str, outcome: str) -> None:
         if self._metrics is not None:
@@ -62,33 +64,48 @@ class ObservedCalls:
 class _ObservedCall:
     """One call: its span (when tracing) open for the block, its report to the observer."""
 
-    __slots__ = ("_calls", "_identifier", "_opened", "_operation", "_span", "_target")
+    __slots__ = (
+        "_calls",
+        "_identifier",
+        "_opened",
+        "_operation",
+        "_resource",
+        "_span",
+        "_target",
+    )
 
     def __init__(
-        self, calls: ObservedCalls, operation: str, target: CallTarget, identifier: str
+        self,
+        calls: ObservedCalls,
+        operation: str,
+        target: CallTarget,
+        identifier: str,
+        resource: str | None,
     ) -> None:
         self._calls = calls
         self._operation = operation
         self._target = target
         self._identifier = identifier
+        self._resource = resource
         self._opened: AbstractContextManager[Span | None] | None = None
         self._span: Span | None = None
 
     def __enter__(self) -> _ObservedCall:
         tracer = self._calls._tracer
         if tracer is not None:
+            attributes = {
+                "rpc.system": "aws-api",
+                "rpc.service": "PCS",
+                "rpc.method": self._operation,
+                "cloud.region": self._target.region,
+                "server.address": self._target.address,
+            }
+            if self._identifier:
+                attributes["aws.pcs.cluster_identifier"] = self._identifier
+            if self._resource is not None:
+                attributes["aws.pcs.resource_identifier"] = self._resource
             self._opened = span(
-                tracer,
-                f"PCS.{self._operation}",
-                kind=SpanKind.CLIENT,
-                attributes={
-                    "rpc.system": "aws-api",
-                    "rpc.service": "PCS",
-                    "rpc.method": self._operation,
-                    "cloud.region": self._target.region,
-                    "server.address": self._target.address,
-                    "aws.pcs.cluster_identifier": self._identifier,
-                },
+                tracer, f"PCS.{self._operation}", kind=SpanKind.CLIENT, attributes=attributes
             )
             self._span = self._opened.__enter__()
         return self

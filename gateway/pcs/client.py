@@ -246,17 +246,19 @@ class PcsClient:
     async def get_queue(self, cluster: str, queue: str) -> FetchedWire:
         """GetQueue: the `queue` member, checked against the model's shape."""
         params = {"clusterIdentifier": cluster, "queueIdentifier": queue}
-        return await self._call(GET_QUEUE, queue, params, _resource_of("queue", parse_queue))
+        read = _resource_of("queue", parse_queue)
+        return await self._call(GET_QUEUE, cluster, params, read, resource=queue)
 
     async def get_compute_node_group(self, cluster: str, group: str) -> FetchedWire:
         """GetComputeNodeGroup: the `computeNodeGroup` member, checked against the model."""
         params = {"clusterIdentifier": cluster, "computeNodeGroupIdentifier": group}
         read = _resource_of("computeNodeGroup", parse_compute_node_group)
-        return await self._call(GET_COMPUTE_NODE_GROUP, group, params, read)
+        return await self._call(GET_COMPUTE_NODE_GROUP, cluster, params, read, resource=group)
 
     async def list_tags_for_resource(self, arn: str) -> FetchedWire:
         """ListTagsForResource: the resource's `tags` map (absent: none)."""
-        return await self._call(LIST_TAGS_FOR_RESOURCE, arn, {"resourceArn": arn}, _read_tags)
+        params = {"resourceArn": arn}
+        return await self._call(LIST_TAGS_FOR_RESOURCE, "", params, _read_tags, resource=arn)
 
     async def _call(
         self,
@@ -264,8 +266,12 @@ class PcsClient:
         identifier: str,
         params: dict[str, Any],
         read: Callable[[_Answer], R],
+        *,
+        resource: str | None = None,
     ) -> R:
         """One PCS call on the guarded path every operation shares; raises PcsError.
+
+        `identifier` names the cluster ("" for none), `resource` what the call reads below it.
 
         The rate budget (per HTTP attempt), the breaker, the observer (outcome, duration
         with the rate-limit wait and the SDK's retries, AWS request id, HTTP status), and
@@ -274,9 +280,10 @@ class PcsClient:
         if operation not in OPERATIONS:
             raise ValueError(f"{operation} is not an operation this client may call")
         started = time.perf_counter()
-        with self._observer.call(operation, self._target, identifier) as report:
+        with self._observer.call(operation, self._target, identifier, resource) as report:
             try:
-                answer = await self._guarded(operation, identifier, params, read)
+                named = identifier if resource is None else resource
+                answer = await self._guarded(operation, named, params, read)
             except errors.PcsError as exc:
                 report.finished(
                     CallResult(
