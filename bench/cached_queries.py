@@ -727,7 +727,8 @@ def plans_memory(env: dict[str, str], count: int) -> dict[str, Any]:
             def ask(n: int) -> None:
                 query = FULL_QUERY.replace("ClusterFull", f"ClusterFull{n}")
                 answer = client.post("/graphql", json={"query": query}).json()
-                if answer.get("data", {}).get("cluster", {}).get("name") != IDENTIFIER:
+                cluster = (answer.get("data") or {}).get("cluster") or {}
+                if cluster.get("name") != IDENTIFIER:
                     raise SystemExit(f"document {n} answered {str(answer)[:300]}")
 
             ask(0)

@@ -7,7 +7,8 @@ import contextlib
 import gc
 import itertools
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.applications import Starlette
@@ -15,10 +16,11 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from gateway.config import ENV_PREFIX, Settings, SettingsError
-from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
+from gateway.demo import DEMO_CREDENTIALS, DEMO_REGIONS, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
 from gateway.graphql.compiler import plan_families
+from gateway.graphql.cursors import Cursors
 from gateway.graphql.trusted_documents import ManifestError, TrustedDocuments
 from gateway.http.answer_cache import AnswerCache, answer_families
 from gateway.http.body_limit import BodyLimitMiddleware
@@ -28,6 +30,7 @@ from gateway.http.view import GraphQLView
 from gateway.observe.metrics import (
     Metrics,
     MetricsMiddleware,
+    RegionBudget,
     cache_families,
     hit_counter,
     upstream_families,
@@ -40,7 +43,8 @@ from gateway.security.layers import Security
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
 from gateway.service.regions import Regions, RegionServices
-from gateway.service.store import CacheStore
+from gateway.service.resources import ResourceServices
+from gateway.service.store import CacheStats, CacheStore
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,9 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     )
     metrics = Metrics(max_operation_names=settings.metrics_max_operation_names)
     security = Security(settings)
-    state = GatewayState(settings=settings, observe=ObserveParts(metrics, tracing))
+    state = GatewayState(
+        settings=settings, observe=ObserveParts(metrics, tracing), caller_budget=security.rate_limit
+    )
     graphql = GraphQLView(
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -103,6 +109,19 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     return answers
 
 
+def region_names(settings: Settings, environ: Mapping[str, str]) -> tuple[str | None, ...]:
+    """The regions to serve, the default first: as configured, the demo's, or the SDK's one.
+
+    None stands for the region the SDK finds itself (AWS_DEFAULT_REGION, the profile).
+    """
+    if settings.regions:
+        return tuple(settings.regions)
+    if settings.demo:
+        return DEMO_REGIONS
+    # botocore reads AWS_DEFAULT_REGION only; the other SDKs honour AWS_REGION first.
+    return (environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(state: GatewayState) -> AsyncIterator[None]:
     """Make the long-lived parts into `state` at start; close them, in reverse, at stop."""
@@ -118,36 +137,69 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             endpoint_url = await stack.enter_async_context(running_emulator())
             state.demo_endpoint = endpoint_url
             credentials = DEMO_CREDENTIALS
+        if settings.pcs_retry_budget_seconds > settings.request_deadline_seconds:
+            # Refused at start in production; here requests past their deadline get the
+            # stale copy, or UPSTREAM_UNAVAILABLE, while the call goes on.
+            log.warning(
+                "PCS attempts may take %g s, beyond the %g s request deadline",
+                settings.pcs_retry_budget_seconds,
+                settings.request_deadline_seconds,
+            )
         backend = cache.make_backend(settings, state.stats)
         store = CacheStore(backend, name=cache.describe(settings), stats=state.stats)
         stack.push_async_callback(store.close)
-        client = await stack.enter_async_context(
-            PcsClient.open(
-                settings,
-                endpoint_url=endpoint_url,
-                region_name=DEMO_REGION if settings.demo else None,
-                credentials=credentials,
-                observer=ObservedCalls(metrics=metrics, tracer=tracer),
-            )
-        )
         state.store = store
-        state.client = client
-        state.service = ClusterService(
-            client, store, settings, state.stats, observer=ObservedLookups(tracer=tracer)
-        )
+        served: dict[str, RegionServices] = {}
+        for wanted in region_names(settings, os.environ):
+            # One client a region: its own connections, rate budget and breaker; the SDK
+            # resolves each region's endpoint (or AWS_ENDPOINT_URL[_PCS] for all of them).
+            client = await stack.enter_async_context(
+                PcsClient.open(
+                    settings,
+                    endpoint_url=endpoint_url,
+                    region_name=wanted,
+                    credentials=credentials,
+                    observer=ObservedCalls(metrics=metrics, tracer=tracer),
+                )
+            )
+            region = client.region
+            service = ClusterService(
+                client,
+                store,
+                settings,
+                # The default region's counters are the state's, beside the store's own.
+                state.stats if not served else CacheStats(),
+                observer=ObservedLookups(tracer=tracer, region=region),
+            )
+            stack.push_async_callback(service.close)
+            resources = ResourceServices(
+                client, store, settings, observer=ObservedLookups(tracer=tracer, region=region)
+            )
+            stack.push_async_callback(resources.close)
+            served[region] = RegionServices(region, client, service, resources)
+        regions = state.regions = Regions(served, default=next(iter(served)))
+        default = regions.get()
+        state.client, state.service = default.client, default.clusters
+        if settings.cursor_key is not None:
+            state.graphql.cursors = Cursors(settings.cursor_key.get_secret_value().encode())
         state.graphql.apq = PersistedQueries(
             max_entries=settings.persisted_queries_max_entries,
+            max_bytes=settings.persisted_queries_max_bytes,
+            max_document_bytes=settings.persisted_query_max_document_bytes,
             shared=store if store.kind == "redis" else None,
-        )
-        stack.push_async_callback(state.service.close)
-        region = client.region
-        state.regions = Regions(
-            {region: RegionServices(region, client, state.service)}, default=region
+            shared_max_bytes=settings.persisted_queries_shared_max_bytes,
         )
         metrics.watch(
             lambda: itertools.chain(
-                cache_families(state.stats, store.kind),
-                upstream_families(client.limiter, client.breaker),
+                cache_families(
+                    {r.name: r.clusters.stats for r in regions},
+                    state.stats,
+                    store.kind,
+                    lambda: store.degraded,
+                ),
+                upstream_families(
+                    RegionBudget(r.name, r.client.limiter, r.client.breaker) for r in regions
+                ),
             )
         )
         if metrics.multiprocess_dir is not None:
@@ -168,7 +220,7 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         state.ready = True
         log.info(
             "gateway ready: PCS at %s, cache %s%s",
-            client.endpoint,
+            ", ".join(r.client.endpoint for r in regions),
             store.name,
             " (demo emulator)" if settings.demo else "",
         )
@@ -179,4 +231,4 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             state.draining = True
 
 
-__all__ = ["GatewayState", "create_app", "lifespan"]
+__all__ = ["GatewayState", "create_app", "lifespan", "region_names"]

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from gateway.graphql.compiler import Plans
 from gateway.graphql.schema import build_schema
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.servers import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "schema" / "examples").glob("*.graphql"))
@@ -45,7 +45,9 @@ IDENTIFIERS = [
 ]
 SCHEMA: GraphQLSchema = build_schema()._schema
 #: Fallback reasons the corpus may meet once the schema grows fields plans do not know yet.
-GROWING = {"resolver", "arguments"}
+GROWING = {"resolver", "arguments", "root_field"}
+#: Signs page cursors alike in both gateways, so their cursors compare equal.
+CURSOR_KEY = "differential-test-cursor-key-0123456789"
 
 
 class Pair:
@@ -106,6 +108,7 @@ def pair(start_gateway: GatewayFactory) -> Pair:
         "answer_cache_max_entries": 0,
         "rate_limit": "off",
         "max_aliases": 1000,
+        "cursor_key": CURSOR_KEY,
     }
     compiled = start_gateway(**common)
     reference = start_gateway(**common, compiled_plans_max_entries=0)
@@ -118,9 +121,13 @@ def test_every_example_operation_answers_the_same_compiled(pair: Pair) -> None:
             compiled, reference = pair.ask({"query": path.read_text()}, caller)
             assert compiled == reference, path.name
             assert compiled[0] == 200
-    # Each document ran on Strawberry the first time it came, by its plan since.
-    assert pair.plans.stats.executions == len(EXAMPLES)
-    assert pair.plans.stats.fallbacks == {"new_document": len(EXAMPLES)}
+    # Each document ran on Strawberry the first time it came, by its plan since (or, for
+    # the parts of the schema plans do not cover yet, on Strawberry, counted by reason).
+    stats = pair.plans.stats
+    assert stats.fallbacks.pop("new_document") == len(EXAMPLES)
+    assert set(stats.fallbacks) <= GROWING
+    assert stats.executions + sum(stats.fallbacks.values()) == len(EXAMPLES)
+    assert stats.executions >= 4  # the status, full, batch and Slurm REST examples
 
 
 def test_a_document_is_compiled_when_it_comes_again(pair: Pair) -> None:
@@ -216,7 +223,8 @@ def selection(data: st.DataObject, parent: GraphQLObjectType, depth: int, doc: D
     for name in chosen:
         named = get_named_type(parent.fields[name].type)
         text = name
-        if data.draw(st.integers(0, 3)) == 0:
+        # The moment-dependent fields keep their names, so the comparison can leave them out.
+        if data.draw(st.integers(0, 3)) == 0 and name not in ("ageSeconds", "fetchedAt"):
             text = f"{doc.name('a')}: {name}"
         if isinstance(named, GraphQLObjectType):
             if depth >= 3:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway.config import Settings
 from gateway.graphql.limits import INCREMENTAL_DELIVERY_RULES, validation_rules
 from gateway.graphql.schema import build_schema
-from tests.conftest import Gateway, GatewayFactory
+from tests.support.gateway import Gateway, GatewayFactory
 
 
 def test_the_rules_left_out_cannot_refuse_anything_in_this_schema() -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.servers import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_A = "caller-a-key-0123456789"
@@ -27,6 +27,10 @@ UPGRADE = {
     "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
     "sec-websocket-protocol": "graphql-transport-ws",
 }
+
+
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def refused(gateway: Gateway, query: str, variables: dict[str, Any] | None = None) -> str:
@@ -60,6 +64,49 @@ def test_a_depth_bomb_is_refused_before_pcs(
     )
     assert "exceeds maximum operation depth of 3" in refused(shallow, real)
     assert emulator.calls() == 0
+
+
+def fragment_chain(length: int, *, width: int = 1) -> str:
+    """An operation whose fragments spread the next one `width` times, `length` deep."""
+    fragments = [
+        f"fragment F{n} on Cluster {{ {' '.join([f'...F{n + 1}'] * width)} }}"
+        for n in range(length)
+    ]
+    fragments.append(f"fragment F{length} on Cluster {{ name }}")
+    return '{ cluster(identifier: "demo-active") { ...F0 } } ' + " ".join(fragments)
+
+
+def test_a_deep_fragment_chain_is_a_validation_error_without_a_traceback(
+    start_gateway: GatewayFactory, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = start_gateway()
+    strict = {"accept": "application/graphql-response+json"}
+    query = fragment_chain(300)
+    with caplog.at_level("INFO"):
+        response = gateway.http.post("/graphql", json={"query": query}, headers=strict)
+    assert response.status_code == 400
+    body = response.json()
+    assert_no_leaks(body)
+    assert "data" not in body
+    error = body["errors"][0]
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED", "limit": 20}
+    assert error["message"] == "Fragments spread fragments 301 deep; at most 20 are allowed."
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    # Spread twice at each level: shallow, but exponential for the validation rules.
+    wide = refused(gateway, fragment_chain(16, width=2))
+    assert wide == "The operation spreads fragments more than 1000 times once expanded."
+    cycle = (
+        '{ cluster(identifier: "demo-active") { ...A } } '
+        "fragment A on Cluster { ...B } fragment B on Cluster { ...A }"
+    )
+    assert "within itself" in refused(gateway, cycle)
+    # Within the limits fragments work as before.
+    answer = gateway.query(fragment_chain(8, width=2))
+    assert answer == {"data": {"cluster": {"name": "demo-active"}}}
+    assert emulator.calls() == 1
+    deeper = start_gateway(max_fragment_depth=100)
+    assert deeper.query(fragment_chain(99))["data"]["cluster"]["name"] == "demo-active"
 
 
 def test_a_thousand_aliases_are_refused_before_pcs(
@@ -192,9 +239,10 @@ def test_cors_allows_only_the_listed_origins(start_gateway: GatewayFactory) -> N
     assert "access-control-allow-origin" not in theirs.headers
 
 
+@pytest.mark.gateway("uvicorn")  # a websocket handshake needs a real server
 def test_a_websocket_from_another_origin_is_refused(start_gateway: GatewayFactory) -> None:
     portal = "https://portal.example.test"
-    gateway = start_gateway(cors_allow_origins=portal)
+    gateway = start_gateway(cors_allow_origins=portal, websockets=True)
     host = gateway.url.removeprefix("http://")
     assert (
         gateway.http.get("/graphql", headers={**UPGRADE, "origin": "https://evil.test"}).status_code
@@ -245,6 +293,7 @@ def test_introspection_stays_on_in_development(gateway: Gateway) -> None:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "code", "line"),
     [
@@ -339,6 +388,8 @@ def test_replicas_share_one_budget_in_redis(start_gateway: GatewayFactory, redis
     assert_throttled(send(first, op(4), **{"x-api-key": KEY_A}))
 
 
+@pytest.mark.gateway("uvicorn")  # concurrent clients over a real socket
+@pytest.mark.slow
 def test_a_burst_beyond_the_redis_pool_still_keeps_the_budget(
     start_gateway: GatewayFactory, redis_url: str
 ) -> None:

@@ -12,20 +12,9 @@ from hypothesis import strategies as st
 
 from gateway.config import Settings
 from gateway.security.authentication import TokenVerifier, partition_of
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import Emulator
-from tests.test_auth import (
-    AUDIENCE,
-    ISSUER,
-    KeySetServer,
-    assert_unauthenticated,
-    bearer,
-    jwks,
-    mint,
-    oidc_settings,
-)
-
-__all__ = ["jwks"]  # the key set server fixture, shared with the authentication tests
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.oidc import AUDIENCE, ISSUER, KeySetServer, bearer, mint, oidc_settings
+from tests.support.servers import Emulator
 
 SECRETS_SCOPE = "pcs-gateway:secrets"
 #: Callers: (key, scopes). Two partitions: with the secrets scope, and without it.
@@ -57,6 +46,13 @@ def post(gateway: Gateway, query: str, identifier: str, headers: dict[str, str])
     return gateway.http.post(
         "/graphql", json={"query": query, "variables": {"i": identifier}}, headers=headers
     )
+
+
+def assert_unauthenticated(response: httpx.Response) -> None:
+    assert response.status_code == 401
+    (error,) = response.json()["errors"]
+    assert error["extensions"] == {"code": "UNAUTHENTICATED"}
+    assert "data" not in response.json()
 
 
 def may_read(scopes: str) -> bool:

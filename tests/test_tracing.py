@@ -20,9 +20,9 @@ from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import Settings
 from gateway.observe.tracing import Tracing, TracingError, check_environment
-from tests.conftest import GatewayFactory
-from tests.servers import Emulator, ServerThread
-from tests.test_request_log import request_lines
+from tests.support.gateway import GatewayFactory
+from tests.support.request_lines import request_lines
+from tests.support.servers import Emulator, ServerThread
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_SPAN_ID = "b7ad6b7169203331"
@@ -163,6 +163,7 @@ class Collector(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_otel_variables_turn_on_export_over_otlp(
     start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,7 +178,7 @@ def test_otel_variables_turn_on_export_over_otlp(
         monkeypatch.setenv("OTEL_SERVICE_NAME", "portal-gateway")
         gateway = start_gateway()
         assert gateway.query(QUERY)["data"]["cluster"]["name"] == "demo-active"
-        gateway.app.state.gateway.tracing.provider.force_flush()
+        gateway.app.state.gateway.observe.tracing.provider.force_flush()
     finally:
         collector.shutdown()
     spans = [
@@ -198,7 +199,7 @@ def test_otel_variables_turn_on_export_over_otlp(
 
 
 def test_tracing_is_off_unless_otel_variables_ask(gateway: Any) -> None:
-    assert gateway.app.state.gateway.tracing is None
+    assert gateway.app.state.gateway.observe.tracing is None
     assert Tracing.from_environment({}) is None
     assert Tracing.from_environment({"OTEL_TRACES_EXPORTER": "none"}) is None
     disabled = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Settings, SettingsError, load_settings
-from tests.conftest import Gateway, GatewayFactory
+from tests.support.gateway import Gateway, GatewayFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()

@@ -12,11 +12,27 @@ from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext, Info
 
 from gateway.config import Settings
-from gateway.graphql import resolvers
+from gateway.graphql import graph, resolvers
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import ErrorContract, log_errors
-from gateway.graphql.limits import limit_extensions
+from gateway.graphql.limits import limit_extensions, validation_extension
+from gateway.graphql.node_group_types import ComputeNodeGroup
+from gateway.graphql.queue_types import Queue
+from gateway.graphql.resource_types import ClusterConnection
 from gateway.graphql.types import Cluster, DateTime
+
+#: The `region` argument of every root field: one of `regions`, the default when absent.
+Region = Annotated[
+    str | None,
+    strawberry.argument(
+        description=(
+            "The AWS region to ask, one of `regions` (e.g. eu-west-1); absent or null: the "
+            "gateway's default region, the first of `regions`. A region the gateway does not "
+            "serve is BAD_USER_INPUT, and PCS is not called."
+        )
+    ),
+]
+_CLUSTER = strawberry.argument(description="The cluster's name or its id (pcs_...).")
 
 
 @strawberry.type(description="Read AWS PCS clusters.")
@@ -42,8 +58,10 @@ class Query:
                 )
             ),
         ] = False,
+        region: Region = None,
     ) -> Cluster | None:
-        return await resolvers.cluster(info, identifier, refresh)  # type: ignore[return-value]
+        answer = await resolvers.cluster(info, identifier, refresh, region)
+        return answer  # type: ignore[return-value]
 
     @strawberry.field(
         description=(
@@ -58,8 +76,71 @@ class Query:
             list[str],
             strawberry.argument(description="Names or ids; at most the gateway's batch limit."),
         ],
+        region: Region = None,
     ) -> list[Cluster | None]:
-        return resolvers.clusters(info, identifiers)  # type: ignore[return-value]
+        return resolvers.clusters(info, identifiers, region)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description=(
+            "The AWS regions this gateway serves, the default first: the values the `region` "
+            "argument takes."
+        )
+    )
+    def regions(self, info: Info[GatewayContext, None]) -> list[str]:
+        return list(info.context.regions.names)
+
+    @strawberry.field(
+        description=(
+            "A page of the region's clusters (ListClusters), in PCS's order. Fields beyond the "
+            "summary (name, id, arn, status, times, tags, queues, compute node groups) cost "
+            "one GetCluster per cluster, cached."
+        )
+    )
+    async def cluster_list(
+        self,
+        info: Info[GatewayContext, None],
+        first: Annotated[int, strawberry.argument(description="How many: 1 to 100.")] = 10,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The endCursor (or an edge's cursor) of the page before; "
+                "omit for the first page."
+            ),
+        ] = None,
+        region: Region = None,
+    ) -> ClusterConnection:
+        return await graph.cluster_page(info, region, first, after)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="One queue of a cluster (GetQueue). Null, with an error on this path, when "
+        "it does not exist or PCS fails."
+    )
+    async def queue(
+        self,
+        info: Info[GatewayContext, None],
+        cluster: Annotated[str, _CLUSTER],
+        identifier: Annotated[
+            str, strawberry.argument(description="The queue's name or its id (pcs_...).")
+        ],
+        region: Region = None,
+    ) -> Queue | None:
+        return await resolvers.queue(info, cluster, identifier, region)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="One compute node group of a cluster (GetComputeNodeGroup). Null, with an "
+        "error on this path, when it does not exist or PCS fails."
+    )
+    async def compute_node_group(
+        self,
+        info: Info[GatewayContext, None],
+        cluster: Annotated[str, _CLUSTER],
+        identifier: Annotated[
+            str, strawberry.argument(description="The group's name or its id (pcs_...).")
+        ],
+        region: Region = None,
+    ) -> ComputeNodeGroup | None:
+        found = await resolvers.compute_node_group(info, cluster, identifier, region)
+        return found  # type: ignore[return-value]
 
 
 class StaleReport(SchemaExtension):
@@ -98,7 +179,11 @@ def build_schema(
     chain: list[Callable[[], SchemaExtension]] = [
         *(limit_extensions(settings) if settings is not None else []),
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        (
+            validation_extension(settings, maxsize=DOCUMENT_CACHE_SIZE)
+            if settings is not None
+            else lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)
+        ),
         *(extensions or []),
         StaleReport,
         ErrorContract,

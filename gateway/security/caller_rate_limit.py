@@ -1,13 +1,14 @@
 """The per-caller rate limit: how many requests one caller may send to `/graphql`.
 
-`RateLimit` counts requests by caller (the API key or token subject, else the client
+`CallerLimit` counts requests by caller (the API key or token subject, else the client
 address behind the trusted proxies) with the `limits` library, in memory or in Redis when
 the cache is Redis (one budget for every replica). The fast lane's gate spends from it for
-every request in front of the answer cache, answered from the cache or not; `CallerQuota`,
-a plain ASGI layer behind authentication, refuses what the gate found over the budget and
-counts what the gate does not see (WebSocket handshakes). Over the budget: HTTP 429 with
-Retry-After and a `THROTTLED` error. When the storage fails, requests pass (logged): the
-limit protects capacity, it is not a credential.
+every request in front of the answer cache, answered from the cache or not; each operation
+on a WebSocket spends the same budget. `CallerQuota`, a plain ASGI layer behind
+authentication, refuses what the gate found over the budget and counts what the gate does
+not see (WebSocket handshakes). Over the budget: HTTP 429 with Retry-After and a
+`THROTTLED` error. When the storage fails, requests pass (logged): the limit protects
+capacity, it is not a credential.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def make_storage(settings: Settings) -> Storage:
     return MemoryStorage()
 
 
-class RateLimit:
-    """Each caller's budget of requests; one per process, spent by the gate and CallerQuota."""
+class CallerLimit:
+    """One budget per caller: spent by each request to GraphQL and each WebSocket operation."""
 
     def __init__(self, settings: Settings) -> None:
         self.trusted_proxies = settings.trusted_proxies
@@ -88,17 +89,15 @@ class RateLimit:
         self._warned = 0.0
 
     @property
-    def on(self) -> bool:
-        """Whether any budget is set."""
+    def enabled(self) -> bool:
+        """Whether a limit is configured."""
         return self.limiter is not None
 
     async def spend(self, scope: Scope, caller: Caller) -> int | None:
-        """Count one request of `caller`: None when it may pass, else the seconds until it may."""
+        """Spend one of the caller's budget: None when it may pass, else seconds to wait."""
+        if self.limiter is None:
+            return None
         who = caller.subject or f"addr:{client_address(scope, self.trusted_proxies)}"
-        return await self._spend(who)
-
-    async def _spend(self, who: str) -> int | None:
-        assert self.limiter is not None
         try:
             async with asyncio.timeout(self.timeout * 4):
                 for item in self.items:
@@ -116,14 +115,21 @@ class RateLimit:
 class CallerQuota:
     """Refuses a caller's requests to GraphQL past its budget with 429 and Retry-After."""
 
-    def __init__(self, app: ASGIApp, *, rate_limit: RateLimit, path: str = "/graphql") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        limit: CallerLimit | None = None,
+        path: str = "/graphql",
+    ) -> None:
         self.app = app
         self.path = path
-        self.rate_limit = rate_limit
+        self.limit = limit if limit is not None else CallerLimit(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            not self.rate_limit.on
+            not self.limit.enabled
             or scope["type"] not in ("http", "websocket")
             or scope["path"] != self.path
         ):
@@ -137,7 +143,7 @@ class CallerQuota:
         if context.admission is not None:  # counted by the gate already
             retry_after = context.admission.retry_after
         else:
-            retry_after = await self.rate_limit.spend(scope, caller)
+            retry_after = await self.limit.spend(scope, caller)
         if retry_after is None:
             await self.app(scope, receive, send)
             return

@@ -7,7 +7,7 @@ rate limit, whether the answer then comes from the cache or not. What it decides
 in `RequestContext.admission`; a request it does not admit passes on to the layers inside
 Starlette, which refuse it with their request id, log line and metrics as before.
 
-    gate = SecurityGate(Authenticator(settings), RateLimit(settings))
+    gate = SecurityGate(Authenticator(settings), CallerLimit(settings))
     caller = await gate(scope)   # None: not admitted in front, let the inner layers answer
 """
 
@@ -17,7 +17,7 @@ from starlette.types import Scope
 
 from gateway.context import Admission, Caller, RequestContext
 from gateway.security.authentication import Authenticator, Unauthenticated, is_public
-from gateway.security.caller_rate_limit import RateLimit
+from gateway.security.caller_rate_limit import CallerLimit
 
 #: The admission of a verified caller within its budget: one shared, unchanging value.
 ADMITTED = Admission()
@@ -27,7 +27,7 @@ class SecurityGate:
     """Authenticates and counts a request to `/graphql`; the caller when it may go on."""
 
     def __init__(
-        self, authenticator: Authenticator, rate_limit: RateLimit, *, path: str = "/graphql"
+        self, authenticator: Authenticator, rate_limit: CallerLimit, *, path: str = "/graphql"
     ) -> None:
         self.authenticator = authenticator
         self.rate_limit = rate_limit
@@ -49,7 +49,7 @@ class SecurityGate:
                 return None
         context = RequestContext.of(scope)
         context.caller = caller
-        if not self.rate_limit.on:
+        if not self.rate_limit.enabled:
             context.admission = ADMITTED
             return caller
         retry_after = await self.rate_limit.spend(scope, caller)

@@ -8,7 +8,7 @@ from starlette.middleware.cors import CORSMiddleware
 from gateway.config import Settings
 from gateway.http.admission import AdmissionMiddleware
 from gateway.security.authentication import AuthenticationMiddleware, Authenticator
-from gateway.security.caller_rate_limit import CallerQuota, RateLimit
+from gateway.security.caller_rate_limit import CallerLimit, CallerQuota
 from gateway.security.gate import SecurityGate
 
 #: Request headers a browser page may send cross-origin.
@@ -21,7 +21,7 @@ class Security:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.authenticator = Authenticator(settings)
-        self.rate_limit = RateLimit(settings)
+        self.rate_limit = CallerLimit(settings)
         self.gate = SecurityGate(self.authenticator, self.rate_limit)
 
     def middleware(self) -> list[Middleware]:
@@ -30,7 +30,7 @@ class Security:
 
 
 def security_middleware(
-    settings: Settings, authenticator: Authenticator, rate_limit: RateLimit
+    settings: Settings, authenticator: Authenticator, rate_limit: CallerLimit
 ) -> list[Middleware]:
     """CORS, then methods and origins, then the caller, then the caller's rate limit."""
     return [
@@ -46,5 +46,5 @@ def security_middleware(
         ),
         Middleware(AdmissionMiddleware),
         Middleware(AuthenticationMiddleware, authenticator=authenticator),
-        Middleware(CallerQuota, rate_limit=rate_limit),
+        Middleware(CallerQuota, settings=settings, limit=rate_limit),
     ]

@@ -50,7 +50,10 @@ from gateway.observe.tracing import span
 from gateway.service.clusters import ClusterAnswer
 
 #: Root fields a plan fetches, with the arguments it knows of each.
-ROOT_ARGUMENTS = {"cluster": frozenset({"identifier", "refresh"}), "clusters": {"identifiers"}}
+ROOT_ARGUMENTS = {
+    "cluster": frozenset({"identifier", "refresh", "region"}),
+    "clusters": frozenset({"identifiers", "region"}),
+}
 Path = tuple[str | int, ...]
 
 
@@ -405,14 +408,15 @@ def _cluster_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) 
         try:
             arguments = get_argument_values(field, nodes[0], variables)
             identifier: str = arguments["identifier"]
+            services = context.regions.get(arguments.get("region"))  # unserved: fails here
             with _resolver_span(context, "cluster", path, identifier):
                 lookup: Awaitable[ClusterAnswer]
                 if arguments.get("refresh", False):
                     context.volatile = True
-                    lookup = context.service.get(identifier, refresh=True)
+                    lookup = services.clusters.get(identifier, refresh=True)
                 else:
-                    lookup = _loader(context).load(identifier)
-                answer = await _within_deadline(context, lookup)
+                    lookup = _loader(context, services).load(identifier)
+                answer = await _within_deadline(context, services, lookup, identifier)
             _note(run, answer, path)
         except Exception as exc:
             run.fail(exc, nodes, path)
@@ -426,22 +430,25 @@ def _clusters_root(key: str, nodes: list[FieldNode], field: Any, item: Complete)
     async def root(run: Run, variables: VariableValues) -> Any:
         context = run.context
         try:
-            identifiers: list[str] = get_argument_values(field, nodes[0], variables)["identifiers"]
+            arguments = get_argument_values(field, nodes[0], variables)
+            identifiers: list[str] = arguments["identifiers"]
             limit = context.settings.max_batch_size
             if len(identifiers) > limit:
                 raise GatewayError(
                     f"A batch may ask for at most {limit} clusters.", "BAD_USER_INPUT", limit=limit
                 )
+            services = context.regions.get(arguments.get("region"))
         except Exception as exc:
             run.fail(exc, nodes, (key,))
             return _NULL_ROOT  # `clusters` is non-null: the data is null
-        loader = _loader(context)
+        loader = _loader(context, services)
 
         async def one(index: int, identifier: str) -> Any:
             path: Path = (key, index)
             try:
                 with _resolver_span(context, "clusters", path, identifier):
-                    answer = await _within_deadline(context, loader.load(identifier))
+                    lookup = loader.load(identifier)
+                    answer = await _within_deadline(context, services, lookup, identifier)
                 _note(run, answer, path)
             except Exception as exc:
                 run.fail(exc, nodes, path)
