@@ -375,8 +375,10 @@ def test_headers_that_arrive_too_slowly_get_408(limited_gateway: ServeProcess) -
 
 def test_a_body_that_arrives_too_slowly_gets_408(limited_gateway: ServeProcess) -> None:
     with limited_gateway.connect() as sock:
+        # With the key: a caller without one is refused before its body is read.
         sock.sendall(
             b"POST /graphql HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"X-API-Key: limits-key-0123456789\r\n"
             b"Content-Length: 200\r\n\r\n" + b'{"query": "'
         )
         answer = read_answer(sock)
