@@ -29,8 +29,8 @@ _FIRST_SIGHT = "new_document"
 
 @dataclass(slots=True)
 class _Compiled:
-    operation: OperationDefinitionNode
-    fragments: dict[str, FragmentDefinitionNode]
+    """A document's plans; never its nodes, which are the parse cache's to keep or drop."""
+
     #: Variables `@skip`/`@include` read: their values pick the plan.
     conditions: tuple[str, ...]
     plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)
@@ -71,13 +71,15 @@ class Plans:
         try:
             if isinstance(compiled, str):
                 raise Unsupported(compiled)
+            assert self._compiler is not None
+            operation, fragments = self._compiler.find(document, operation_name)
             variables = get_variable_values(
-                schema, compiled.operation.variable_definitions or (), raw_variables or {}
+                schema, operation.variable_definitions or (), raw_variables or {}
             )
             if not isinstance(variables, VariableValues):
                 raise Unsupported("variables")  # Strawberry reports them as it always has
             try:
-                plan = self._plan(compiled, variables)
+                plan = self._plan(compiled, operation, fragments, variables)
             except Unsupported as exc:
                 # What the document holds does not change: it is not compiled again.
                 self._entries.put((query, operation_name), exc.reason)
@@ -105,19 +107,26 @@ class Plans:
             if self._compiler is None or self._compiler.schema is not schema:
                 self._compiler = Compiler(schema)
             try:
-                entry = _Compiled(*self._compiler.operation(document, operation_name))
+                self._compiler.find(document, operation_name)
+                entry = _Compiled(self._compiler.conditions(document))
             except Unsupported as exc:
                 entry = exc.reason
             self._entries.put(key, entry)
         return entry
 
-    def _plan(self, compiled: _Compiled, variables: VariableValues) -> Plan:
+    def _plan(
+        self,
+        compiled: _Compiled,
+        operation: OperationDefinitionNode,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: VariableValues,
+    ) -> Plan:
         coerced = variables.coerced
         decisions = tuple(coerced.get(name) for name in compiled.conditions)
         plan = compiled.plans.get(decisions)
         if plan is None:
             assert self._compiler is not None
-            plan = self._compiler.compile(compiled.operation, compiled.fragments, coerced)
+            plan = self._compiler.compile(operation, fragments, coerced)
             self.stats.compilations += 1
             if len(compiled.plans) < MAX_DECISIONS:
                 compiled.plans[decisions] = plan

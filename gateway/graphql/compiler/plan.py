@@ -19,6 +19,7 @@ from operator import attrgetter
 from typing import Any
 
 from graphql import (
+    ArgumentNode,
     BooleanValueNode,
     DocumentNode,
     FieldNode,
@@ -31,12 +32,15 @@ from graphql import (
     GraphQLOutputType,
     GraphQLSchema,
     InlineFragmentNode,
+    NameNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    Source,
     VariableNode,
     is_leaf_type,
-    located_error,
+    parse_value,
+    print_ast,
 )
 from graphql.execution.values import VariableValues, get_argument_values
 from strawberry.permission import PermissionExtension
@@ -55,6 +59,27 @@ ROOT_ARGUMENTS = {
     "clusters": frozenset({"identifiers", "region"}),
 }
 Path = tuple[str | int, ...]
+#: Where in the document a field is: its source and positions, for an error's locations.
+#: Plans keep these rather than the field's nodes, which would keep the whole document.
+Where = tuple[Source | None, list[int] | None]
+
+
+def _where(nodes: list[FieldNode]) -> Where:
+    positions = [node.loc.start for node in nodes if node.loc is not None]
+    first = nodes[0].loc
+    return (first.source if first is not None else None), (positions or None)
+
+
+def _detached(node: FieldNode) -> FieldNode:
+    """The field's name and arguments alone, without locations: what reading them needs."""
+    arguments = tuple(
+        ArgumentNode(
+            name=NameNode(value=argument.name.value),
+            value=parse_value(print_ast(argument.value), no_location=True),
+        )
+        for argument in node.arguments or ()
+    )
+    return FieldNode(name=NameNode(value=node.name.value), arguments=arguments)
 
 
 class Unsupported(Exception):
@@ -80,8 +105,19 @@ class Run:
         caller = context.caller
         self.may_read_secrets = caller is not None and caller.may_read_secrets
 
-    def fail(self, exc: Exception, nodes: list[FieldNode], path: Path) -> None:
-        self.errors.append(located_error(exc, nodes, list(path)))
+    def fail(self, exc: Exception, where: Where, path: Path) -> None:
+        """Record `exc` at `path`, as graphql-core's `located_error` would."""
+        source, positions = where
+        try:
+            message = str(exc.message)  # type: ignore[attr-defined]
+        except AttributeError:
+            message = str(exc)
+        self.errors.append(GraphQLError(message, None, source, positions, list(path), exc))
+
+    def null(self, message: str, where: Where, path: Path) -> None:
+        """Record a null where the schema promises a value."""
+        source, positions = where
+        self.errors.append(GraphQLError(message, None, source, positions, list(path)))
 
 
 #: Completes a value at a path: the JSON-ready result, or _Null.
@@ -121,10 +157,10 @@ class Compiler:
         # What compiling learns of a field once (its reader, its guard), for every document.
         self._readers: dict[tuple[str, str], tuple[Callable[[str], Reader], bool]] = {}
 
-    def operation(
+    def find(
         self, document: DocumentNode, operation_name: str | None
-    ) -> tuple[OperationDefinitionNode, dict[str, FragmentDefinitionNode], tuple[str, ...]]:
-        """The operation that runs, the fragments, and the variables `@skip`/`@include` read."""
+    ) -> tuple[OperationDefinitionNode, dict[str, FragmentDefinitionNode]]:
+        """The query operation that runs, and the document's fragments."""
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         if operation_name is not None:
             operations = [o for o in operations if o.name and o.name.value == operation_name]
@@ -136,10 +172,14 @@ class Compiler:
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
-        conditions: list[str] = []
+        return operation, fragments
+
+    def conditions(self, document: DocumentNode) -> tuple[str, ...]:
+        """The variables `@skip`/`@include` read anywhere in the document."""
+        found: list[str] = []
         for definition in document.definitions:
-            _condition_variables(definition, conditions)
-        return operation, fragments, tuple(dict.fromkeys(conditions))
+            _condition_variables(definition, found)
+        return tuple(dict.fromkeys(found))
 
     def compile(
         self,
@@ -239,10 +279,11 @@ class Compiler:
         complete = self._complete(field.type, nodes, fragments, variables, parent.name, name)
         non_null = isinstance(field.type, GraphQLNonNull)
         null_message = f"Cannot return null for non-nullable field {parent.name}.{name}."
+        where = _where(nodes)
 
         def run_field(source: Any, path: Path, run: Run) -> Any:
             if guarded and not run.may_read_secrets:
-                run.fail(GatewayError(CanReadSecrets.message, "FORBIDDEN"), nodes, (*path, key))
+                run.fail(GatewayError(CanReadSecrets.message, "FORBIDDEN"), where, (*path, key))
                 if non_null:
                     raise _Null
                 return None
@@ -250,7 +291,7 @@ class Compiler:
                 value = resolve(source, run)
                 if value is None:
                     if non_null:
-                        run.errors.append(GraphQLError(null_message, nodes, path=[*path, key]))
+                        run.null(null_message, where, (*path, key))
                         raise _Null
                     return None
                 return complete(value, (*path, key), run)
@@ -259,7 +300,7 @@ class Compiler:
                     raise
                 return None
             except Exception as exc:
-                run.fail(exc, nodes, (*path, key))
+                run.fail(exc, where, (*path, key))
                 if non_null:
                     raise _Null from None
                 return None
@@ -278,6 +319,7 @@ def _list(
     item: Complete, non_null_items: bool, nodes: list[FieldNode], parent: str, field_name: str
 ) -> Complete:
     null_message = f"Cannot return null for non-nullable field {parent}.{field_name}."
+    where = _where(nodes)
 
     def complete_list(values: Any, path: Path, run: Run) -> list[Any]:
         result: list[Any] = []
@@ -285,7 +327,7 @@ def _list(
             item_path = (*path, index)
             if value is None:
                 if non_null_items:
-                    run.errors.append(GraphQLError(null_message, nodes, path=list(item_path)))
+                    run.null(null_message, where, item_path)
                     raise _Null
                 result.append(None)
                 continue
@@ -296,7 +338,7 @@ def _list(
                     raise
                 result.append(None)
             except Exception as exc:
-                run.fail(exc, nodes, item_path)
+                run.fail(exc, where, item_path)
                 if non_null_items:
                     raise _Null from None
                 result.append(None)
@@ -402,11 +444,12 @@ def _complete_root_item(
 
 def _cluster_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) -> RootRun:
     path: Path = (key,)
+    where, node = _where(nodes), _detached(nodes[0])
 
     async def root(run: Run, variables: VariableValues) -> Any:
         context = run.context
         try:
-            arguments = get_argument_values(field, nodes[0], variables)
+            arguments = get_argument_values(field, node, variables)
             identifier: str = arguments["identifier"]
             services = context.regions.get(arguments.get("region"))  # unserved: fails here
             with _resolver_span(context, "cluster", path, identifier):
@@ -419,7 +462,7 @@ def _cluster_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) 
                 answer = await _within_deadline(context, services, lookup, identifier)
             _note(run, answer, path)
         except Exception as exc:
-            run.fail(exc, nodes, path)
+            run.fail(exc, where, path)
             return None
         return _complete_root_item(item, answer, path, run)
 
@@ -427,10 +470,12 @@ def _cluster_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) 
 
 
 def _clusters_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) -> RootRun:
+    where, node = _where(nodes), _detached(nodes[0])
+
     async def root(run: Run, variables: VariableValues) -> Any:
         context = run.context
         try:
-            arguments = get_argument_values(field, nodes[0], variables)
+            arguments = get_argument_values(field, node, variables)
             identifiers: list[str] = arguments["identifiers"]
             limit = context.settings.max_batch_size
             if len(identifiers) > limit:
@@ -439,7 +484,7 @@ def _clusters_root(key: str, nodes: list[FieldNode], field: Any, item: Complete)
                 )
             services = context.regions.get(arguments.get("region"))
         except Exception as exc:
-            run.fail(exc, nodes, (key,))
+            run.fail(exc, where, (key,))
             return _NULL_ROOT  # `clusters` is non-null: the data is null
         loader = _loader(context, services)
 
@@ -451,7 +496,7 @@ def _clusters_root(key: str, nodes: list[FieldNode], field: Any, item: Complete)
                     answer = await _within_deadline(context, services, lookup, identifier)
                 _note(run, answer, path)
             except Exception as exc:
-                run.fail(exc, nodes, path)
+                run.fail(exc, where, path)
                 return None
             return _complete_root_item(item, answer, path, run)
 
