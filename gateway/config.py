@@ -214,11 +214,12 @@ class Settings(BaseSettings):
     )
 
     compiled_plans_max_entries: int = Field(
-        1_000,
+        256,
         ge=0,
         le=1_000_000,
         description="Query documents kept compiled (per document and operation name) and "
-        "executed without Strawberry's executor; 0 turns compiled execution off.",
+        "executed without Strawberry's executor; a 100-field document's plan takes about "
+        "100 KB. 0 turns compiled execution off.",
     )
     persisted_queries_max_entries: int = Field(
         10_000,
