@@ -7,21 +7,27 @@ import contextlib
 import gc
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from opentelemetry.sdk.trace import TracerProvider
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from gateway.config import Settings
+from gateway.coordination.budget import RedisTokens
+from gateway.coordination.changes import ChangeChannels
+from gateway.coordination.lease import Leases
+from gateway.coordination.link import connect, coordination_url
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
 from gateway.http.answer_cache import AnswerCache, answer_families
 from gateway.http.body_limit import BodyLimitMiddleware
+from gateway.http.live import CHANGES_PREFIX, LiveConnections, OpenConnections, live_families
 from gateway.http.probes import probe_routes
-from gateway.http.state import GatewayState, ObserveParts
+from gateway.http.state import Coordination, GatewayState, ObserveParts
 from gateway.http.view import GraphQLView
 from gateway.observe.metrics import (
     Metrics,
@@ -37,6 +43,7 @@ from gateway.pcs.client import PcsClient
 from gateway.security.layers import security_middleware
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
+from gateway.service.live import LiveStatus
 from gateway.service.regions import Regions, RegionServices
 from gateway.service.store import CacheStore
 
@@ -53,6 +60,9 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     )
     metrics = Metrics(max_operation_names=settings.metrics_max_operation_names)
     state = GatewayState(settings=settings, observe=ObserveParts(metrics, tracing))
+    connections = OpenConnections()
+    state.on_drain.append(connections.close_all)
+    metrics.watch(lambda: live_families(state, connections))
     graphql = GraphQLView(
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -69,6 +79,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             Middleware(RequestLogMiddleware, metrics=metrics, tracing=tracing),
             Middleware(MetricsMiddleware, metrics=metrics),
             *security_middleware(settings),
+            Middleware(LiveConnections, connections=connections),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lambda app: lifespan(state),
@@ -86,6 +97,21 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     return answers
 
 
+def shared_budget(redis: Redis, settings: Settings) -> Callable[[str], RedisTokens]:
+    """The deployment's PCS rate budget in Redis, one bucket per endpoint and region."""
+
+    def tokens(where: str) -> RedisTokens:
+        return RedisTokens(
+            redis,
+            key=f"pcsgw:budget:{where}",
+            rate=settings.pcs_rate_limit_per_second,
+            burst=settings.pcs_rate_limit_burst or max(1.0, settings.pcs_rate_limit_per_second),
+            max_wait=settings.pcs_rate_limit_max_wait_seconds,
+        )
+
+    return tokens
+
+
 @contextlib.asynccontextmanager
 async def lifespan(state: GatewayState) -> AsyncIterator[None]:
     """Make the long-lived parts into `state` at start; close them, in reverse, at stop."""
@@ -101,6 +127,16 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             endpoint_url = await stack.enter_async_context(running_emulator())
             state.demo_endpoint = endpoint_url
             credentials = DEMO_CREDENTIALS
+        coordination = coordination_url(settings)
+        redis = None
+        if coordination is not None:
+            redis = connect(coordination, settings)
+            stack.push_async_callback(redis.aclose)
+            state.coordination = Coordination(
+                leases=Leases(redis), channels=ChangeChannels(redis, prefix=CHANGES_PREFIX)
+            )
+            state.coordination.channels.start()
+            stack.push_async_callback(state.coordination.channels.close)
         backend = cache.make_backend(settings, state.stats)
         store = CacheStore(backend, name=cache.describe(settings), stats=state.stats)
         stack.push_async_callback(store.close)
@@ -111,18 +147,32 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
                 region_name=DEMO_REGION if settings.demo else None,
                 credentials=credentials,
                 observer=ObservedCalls(metrics=metrics, tracer=tracer),
+                shared_tokens=None if redis is None else shared_budget(redis, settings),
             )
         )
         state.store = store
         state.client = client
+        leases = None if state.coordination is None else state.coordination.leases
         state.service = ClusterService(
-            client, store, settings, state.stats, observer=ObservedLookups(tracer=tracer)
+            client,
+            store,
+            settings,
+            state.stats,
+            observer=ObservedLookups(tracer=tracer),
+            leases=leases,
         )
         state.graphql.apq = PersistedQueries(
             max_entries=settings.persisted_queries_max_entries,
             shared=store if store.kind == "redis" else None,
         )
         stack.push_async_callback(state.service.close)
+        state.live = LiveStatus(
+            settings,
+            channels=None if state.coordination is None else state.coordination.channels,
+            leases=leases,
+        )
+        stack.push_async_callback(state.live.close)
+        state.on_drain.insert(0, state.live.close)  # subscriptions complete, then sockets close
         region = client.region
         state.regions = Regions(
             {region: RegionServices(region, client, state.service)}, default=region

@@ -16,6 +16,7 @@ from gateway.graphql import resolvers
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import ErrorContract, log_errors
 from gateway.graphql.limits import limit_extensions
+from gateway.graphql.subscriptions import Subscription
 from gateway.graphql.types import Cluster, DateTime
 
 
@@ -103,7 +104,12 @@ def build_schema(
         StaleReport,
         ErrorContract,
     ]
-    return GatewaySchema(query=Query, extensions=chain, scalar_overrides={datetime: DateTime})
+    return GatewaySchema(
+        query=Query,
+        subscription=Subscription,
+        extensions=chain,
+        scalar_overrides={datetime: DateTime},
+    )
 
 
 def export_sdl() -> str:

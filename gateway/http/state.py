@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gateway.config import Settings
+from gateway.coordination.changes import ChangeChannels
+from gateway.coordination.lease import Leases
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
 from gateway.observe.metrics import Metrics
 from gateway.observe.tracing import Tracing
 from gateway.pcs.client import PcsClient
 from gateway.service.clusters import ClusterService
+from gateway.service.live import LiveStatus
 from gateway.service.regions import Regions
 from gateway.service.store import CacheStats, CacheStore
 
@@ -32,6 +36,14 @@ class GraphQLParts:
 
 
 @dataclass
+class Coordination:
+    """The Redis parts replicas share, for the probes and metrics."""
+
+    leases: Leases
+    channels: ChangeChannels
+
+
+@dataclass
 class GatewayState:
     """The long-lived parts, made in the lifespan and handed to each request."""
 
@@ -44,6 +56,12 @@ class GatewayState:
     regions: Regions | None = None
     store: CacheStore | None = None
     client: PcsClient | None = None
+    #: The pollers and subscriptions of this process.
+    live: LiveStatus | None = None
+    #: Replicas' coordination through Redis (poll leases, change events, the rate budget).
+    coordination: Coordination | None = None
+    #: Run when SIGTERM starts the drain, before waiting for requests in flight.
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     ready: bool = False
     draining: bool = False
     demo_endpoint: str | None = None

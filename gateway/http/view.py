@@ -9,6 +9,7 @@ answer cache, and the Cache-Control of a GET.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -18,10 +19,13 @@ from graphql.error import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.streaming import SSETransport
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from gateway.context import AnswerFacts, RequestContext
@@ -51,13 +55,33 @@ class _ViewRequestAdapter(StarletteRequestAdapter):
         self.request = request
 
 
+class _TextWebSocketAdapter(ASGIWebSocketAdapter):
+    """Sends each graphql-transport-ws message as a text frame, as the protocol requires."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
 class GraphQLView(GraphQL[GatewayContext, None]):
     """Strawberry's ASGI view, with the gateway's context and a fast JSON encoder."""
 
     request_adapter_class = _ViewRequestAdapter
+    websocket_adapter_class = _TextWebSocketAdapter
 
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
-        super().__init__(build_schema([OperationReport], settings=state.settings), **kwargs)
+        settings = state.settings
+        super().__init__(
+            build_schema([OperationReport], settings=settings),
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
+            max_subscriptions_per_connection=settings.live_max_subscriptions_per_connection,
+            **kwargs,
+        )
+        self.stream_transport_classes_by_protocol = {
+            GRAPHQL_SSE_PROTOCOL: _kept_alive_sse(settings.live_keepalive_seconds)
+        }
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,6 +115,7 @@ class GraphQLView(GraphQL[GatewayContext, None]):
             request_context=RequestContext.of(request.scope),
             deadline=time.monotonic() + settings.request_deadline_seconds,
             tracer=None if tracing is None else tracing.tracer,
+            live=self.state.live,
         )
         if isinstance(request, _ViewRequest):
             request.graphql_context = context
@@ -187,6 +212,16 @@ class GraphQLView(GraphQL[GatewayContext, None]):
         )
         response.background = sub_response.background
         return response
+
+
+def _kept_alive_sse(interval: float) -> type[SSETransport]:
+    """graphql-sse with a comment every `interval` seconds, so proxies keep the stream open."""
+
+    class KeptAliveSSE(SSETransport):
+        def __init__(self) -> None:
+            super().__init__(heartbeat_interval=interval)
+
+    return KeptAliveSSE
 
 
 def contract_errors(result: ExecutionResult) -> list[GraphQLError]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,11 +111,12 @@ class PcsClient:
         region_name: str | None = None,
         credentials: Mapping[str, str] | None = None,
         observer: UpstreamObserver | None = None,
-        shared_tokens: SharedTokens | None = None,
+        shared_tokens: Callable[[str], SharedTokens] | None = None,
     ) -> AsyncIterator[PcsClient]:
         """Make the client once for the process; close it when the block ends.
 
-        With `shared_tokens` the rate budget is the deployment's, else this process's own.
+        With `shared_tokens` (made for the endpoint and region) the rate budget is the
+        deployment's, else this process's own.
         """
         session = make_session()
         config = Config(
@@ -149,7 +150,7 @@ class PcsClient:
                 share = settings.pcs_rate_limit_per_second / settings.replicas
                 burst = settings.pcs_rate_limit_burst
                 limiter = SharedBudget(
-                    shared_tokens,
+                    shared_tokens(where),
                     TokenBucket(
                         share,
                         burst=None if burst is None else max(1.0, burst / settings.replicas),

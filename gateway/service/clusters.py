@@ -71,6 +71,8 @@ class ClusterAnswer:
     fresh_until: float
     stale: bool
     request_id: str | None
+    #: The cluster as PCS sent it (JSON), for replicas that pass it on; None when not kept.
+    wire: dict[str, Any] | None = None
 
     def age_seconds(self, now: float | None = None) -> float:
         """Seconds since PCS sent this value."""
@@ -141,6 +143,15 @@ class ClusterService:
     def key(self, identifier: str) -> str:
         """The cache key of an identifier: version, PCS endpoint and region, identifier."""
         return self._prefix + identifier
+
+    def answer_of(
+        self, wire: dict[str, Any], fetched_at: float, request_id: str | None
+    ) -> ClusterAnswer:
+        """An answer from a cluster another replica fetched and passed on."""
+        cluster = parse_cluster(wire)
+        return ClusterAnswer(
+            cluster, fetched_at, fetched_at + self.ttl(cluster), False, request_id, wire
+        )
 
     def ttl(self, cluster: Cluster) -> float:
         """Freshness by status: settled clusters change rarely, others soon."""
@@ -230,7 +241,9 @@ class ClusterService:
         fresh_until = entry.fetched_at + self.ttl(cluster)
         if now >= fresh_until:
             return None
-        return ClusterAnswer(cluster, entry.fetched_at, fresh_until, False, entry.request_id)
+        return ClusterAnswer(
+            cluster, entry.fetched_at, fresh_until, False, entry.request_id, entry.wire
+        )
 
     async def _fetch(self, identifier: str, key: str) -> ClusterAnswer:
         wait = self._settings.live_cold_miss_wait_seconds
@@ -300,7 +313,7 @@ class ClusterService:
         await self._store.set_many(
             keys, entry.encode(), ttl=ttl + self._settings.cache_max_stale_seconds
         )
-        answer = ClusterAnswer(cluster, now, now + ttl, False, fetched.request_id)
+        answer = ClusterAnswer(cluster, now, now + ttl, False, fetched.request_id, fetched.wire)
         self._keep_near(keys, answer)
         return answer
 
