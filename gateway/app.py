@@ -179,7 +179,7 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         )
         metrics.watch(
             lambda: itertools.chain(
-                cache_families(state.stats, store.kind),
+                cache_families(state.stats, store.kind, lambda: store.degraded),
                 upstream_families(client.limiter, client.breaker),
             )
         )

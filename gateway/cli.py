@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"pcs-gateway: {exc}", file=sys.stderr)
             return 2
     from gateway.app import create_app
-    from gateway.http.server import serve
+    from gateway.http.server import ConnectionLimits, limited_protocol, serve
     from gateway.observe import logs
 
     logs.configure(settings)
@@ -54,9 +54,21 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": False,  # the gateway writes its own line per request
         "proxy_headers": False,
     }
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        keep_alive_seconds=settings.keep_alive_seconds,
+    )
     if settings.workers == 1:
         app = create_app(settings)
-        return serve(app, app.state.gateway, drain_seconds=settings.drain_seconds, **options)
+        return serve(
+            app,
+            app.state.gateway,
+            drain_seconds=settings.drain_seconds,
+            limits=limits,
+            **options,
+        )
     # Each worker reads its settings from the environment: the options given here go there.
     for name, value in overrides.items():
         os.environ[f"{ENV_PREFIX}{name.upper()}"] = str(value)
@@ -65,6 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
         factory=True,
         workers=settings.workers,
         timeout_graceful_shutdown=int(settings.drain_seconds),
+        http=limited_protocol(limits),
         **options,
     )
     return 0

@@ -39,6 +39,29 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long requests in flight get to finish before the gateway "
         "closes its connections and exits.",
     )
+    # Slow and oversized clients: what one connection may hold before it is answered or closed.
+    max_header_bytes: int = Field(
+        32_768,
+        ge=1024,
+        le=1_048_576,
+        description="Largest request line and headers; larger ones get 431 and the connection "
+        "closes.",
+    )
+    header_timeout_seconds: Seconds = Field(
+        10.0,
+        description="Time from a request's first byte to the end of its headers; past it the "
+        "request gets 408 and the connection closes.",
+    )
+    body_timeout_seconds: Seconds = Field(
+        30.0,
+        description="Time from the end of a request's headers to the end of its body; past it "
+        "the request gets 408 (or, once answering, the connection closes).",
+    )
+    keep_alive_seconds: Seconds = Field(
+        5.0,
+        description="How long a connection may stay open with no request, before its first one "
+        "and between two; keep it above the idle timeout of a proxy that reuses connections.",
+    )
     demo: bool = Field(
         False, description="Start the built-in PCS emulator and answer from it (no AWS account)."
     )
@@ -280,6 +303,19 @@ class Settings(BaseSettings):
     )
     max_depth: int = Field(12, ge=2, le=100, description="Deepest selection an operation may have.")
     max_aliases: int = Field(30, ge=0, le=10_000, description="Most aliases one operation may use.")
+    max_fragment_depth: int = Field(
+        20,
+        ge=1,
+        le=100,
+        description="Longest chain of fragments spreading fragments one operation may hold.",
+    )
+    max_fragment_spreads: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most fragment spreads one operation may hold once fragments are expanded "
+        "(a fragment spread twice counts twice, with the spreads inside it).",
+    )
     max_tokens: int = Field(
         4000, ge=100, le=1_000_000, description="Most tokens one GraphQL document may hold."
     )

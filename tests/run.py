@@ -20,7 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # Program on PATH -> Debian package that provides it. Tests fail, not skip, without them.
-DEBIAN_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium"}
+DEBIAN_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium", "promtool": "prometheus"}
 # The image test's engine, installed with its recommended packages (netavark, catatonit for
 # the pause image of `podman kube play`, ...), as verified on these machines.
 CONTAINER_PACKAGES = {"podman": "podman", "debootstrap": "debootstrap", "runc": "runc"}

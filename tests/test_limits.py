@@ -62,6 +62,49 @@ def test_a_depth_bomb_is_refused_before_pcs(
     assert emulator.calls() == 0
 
 
+def fragment_chain(length: int, *, width: int = 1) -> str:
+    """An operation whose fragments spread the next one `width` times, `length` deep."""
+    fragments = [
+        f"fragment F{n} on Cluster {{ {' '.join([f'...F{n + 1}'] * width)} }}"
+        for n in range(length)
+    ]
+    fragments.append(f"fragment F{length} on Cluster {{ name }}")
+    return '{ cluster(identifier: "demo-active") { ...F0 } } ' + " ".join(fragments)
+
+
+def test_a_deep_fragment_chain_is_a_validation_error_without_a_traceback(
+    start_gateway: GatewayFactory, emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = start_gateway()
+    strict = {"accept": "application/graphql-response+json"}
+    query = fragment_chain(300)
+    with caplog.at_level("INFO"):
+        response = gateway.http.post("/graphql", json={"query": query}, headers=strict)
+    assert response.status_code == 400
+    body = response.json()
+    assert_no_leaks(body)
+    assert "data" not in body
+    error = body["errors"][0]
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED", "limit": 20}
+    assert error["message"] == "Fragments spread fragments 301 deep; at most 20 are allowed."
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    # Spread twice at each level: shallow, but exponential for the validation rules.
+    wide = refused(gateway, fragment_chain(16, width=2))
+    assert wide == "The operation spreads fragments more than 1000 times once expanded."
+    cycle = (
+        '{ cluster(identifier: "demo-active") { ...A } } '
+        "fragment A on Cluster { ...B } fragment B on Cluster { ...A }"
+    )
+    assert "within itself" in refused(gateway, cycle)
+    # Within the limits fragments work as before.
+    answer = gateway.query(fragment_chain(8, width=2))
+    assert answer == {"data": {"cluster": {"name": "demo-active"}}}
+    assert emulator.calls() == 1
+    deeper = start_gateway(max_fragment_depth=100)
+    assert deeper.query(fragment_chain(99))["data"]["cluster"]["name"] == "demo-active"
+
+
 def test_a_thousand_aliases_are_refused_before_pcs(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:

@@ -24,7 +24,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.http.server import ClosingWhileDraining, GatewayServer
 from gateway.http.state import GatewayState
-from tests.conftest import GatewayFactory, assert_no_leaks
+from tests.conftest import AWS_TEST_ENVIRONMENT, GatewayFactory, assert_no_leaks
 from tests.servers import Emulator, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,3 +261,231 @@ def test_a_stop_while_starting_waits_for_the_start_then_closes(
             held.release.set()
         assert server.server.exit_code == 0
     assert "gateway stopped: PCS client and cache closed" in caplog.text
+
+
+class ServeProcess:
+    """`pcs-gateway serve` in a process of its own, its output in a file."""
+
+    def __init__(self, tmp_path: Path, settings: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output = tmp_path / f"serve-{self.port}.log"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PCS_GATEWAY_")},
+            **AWS_TEST_ENVIRONMENT,
+            **settings,
+        }
+        with self.output.open("w") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--port", str(self.port)],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(lambda: (r := readyz(self.url)) is not None and r.status_code == 200, 60, "up")
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=15)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, then the exit code and everything the process wrote."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return code, self.output.read_text()
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (b"" if it sent nothing)."""
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+CLIENT_LIMITS = {
+    "PCS_GATEWAY_MAX_HEADER_BYTES": "8192",
+    "PCS_GATEWAY_HEADER_TIMEOUT_SECONDS": "1",
+    "PCS_GATEWAY_BODY_TIMEOUT_SECONDS": "1",
+    "PCS_GATEWAY_KEEP_ALIVE_SECONDS": "1",
+    "PCS_GATEWAY_API_KEYS": "limits-key-0123456789",
+}
+
+
+@pytest.fixture(scope="module")
+def limited_gateway(
+    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServeProcess]:
+    settings = {"AWS_ENDPOINT_URL_PCS": emulator.url, **CLIENT_LIMITS}
+    server = ServeProcess(tmp_path_factory.mktemp("limited"), settings)
+    try:
+        yield server
+    finally:
+        code, output = server.stop()
+        assert code == 0, output
+        assert "Traceback" not in output, output
+
+
+def test_headers_over_the_limit_get_431_and_the_connection_closes(
+    limited_gateway: ServeProcess,
+) -> None:
+    with limited_gateway.connect() as sock:
+        big = b"a" * 100_000
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Big: " + big + b"\r\n\r\n")
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"connection: close" in answer.lower()
+    # The gateway still answers others.
+    assert httpx.get(f"{limited_gateway.url}/healthz").status_code == 200
+
+
+def test_a_header_that_never_ends_is_cut_off_early(limited_gateway: ServeProcess) -> None:
+    sent = 0
+    with limited_gateway.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Endless: ")
+        chunk = b"a" * 65536
+        try:
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        answer = read_answer(sock)
+    # The server stopped reading long before the client stopped sending.
+    assert sent < 16 * 1024 * 1024, sent
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+def test_headers_that_arrive_too_slowly_get_408(limited_gateway: ServeProcess) -> None:
+    with limited_gateway.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n")  # and nothing more
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+
+
+def test_a_body_that_arrives_too_slowly_gets_408(limited_gateway: ServeProcess) -> None:
+    with limited_gateway.connect() as sock:
+        sock.sendall(
+            b"POST /graphql HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n" + b'{"query": "'
+        )
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert answer.count(b"HTTP/1.1") == 1, answer
+
+
+def test_a_connection_that_sends_nothing_is_closed(limited_gateway: ServeProcess) -> None:
+    with limited_gateway.connect() as sock:
+        assert read_answer(sock) == b""
+
+
+def test_keep_alive_connections_still_serve_requests(limited_gateway: ServeProcess) -> None:
+    headers = {"x-api-key": CLIENT_LIMITS["PCS_GATEWAY_API_KEYS"]}
+    with httpx.Client(base_url=limited_gateway.url, headers=headers) as client:
+        for _ in range(3):
+            answer = client.post(
+                "/graphql", json={"query": QUERY, "variables": {"id": "demo-active"}}
+            )
+            assert answer.json()["data"]["cluster"]["name"] == "demo-active"
+
+
+@pytest.mark.parametrize("credential", [b"", b"x-api-key: limits-key-0123456789\r\n"])
+def test_a_large_body_is_not_read_past_the_body_limit(
+    limited_gateway: ServeProcess, credential: bytes
+) -> None:
+    sent = 0
+    with limited_gateway.connect() as sock:
+        sock.sendall(
+            b"POST /graphql HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            + credential
+            + b"Content-Length: 100000000\r\n\r\n"
+        )
+        chunk = b" " * 65536
+        try:
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        answer = read_answer(sock)
+    # Refused without authentication (401) or for its size (413); the rest never read.
+    expected = b"HTTP/1.1 413 " if credential else b"HTTP/1.1 401 "
+    assert answer.startswith(expected), answer[:200]
+    assert sent < 16 * 1024 * 1024, sent
+
+
+def test_sigterm_drops_a_request_whose_body_is_still_arriving(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # Long read times: only the drain may end this request.
+    settings = {
+        "AWS_ENDPOINT_URL_PCS": emulator.url,
+        "PCS_GATEWAY_DRAIN_SECONDS": "30",
+        "PCS_GATEWAY_BODY_TIMEOUT_SECONDS": "120",
+        "PCS_GATEWAY_HEADER_TIMEOUT_SECONDS": "120",
+    }
+    server = ServeProcess(tmp_path, settings)
+    try:
+        unfinished_body = server.connect()
+        unfinished_body.sendall(
+            b"POST /graphql HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n" + b'{"query": "'
+        )
+        unfinished_head = server.connect()
+        unfinished_head.sendall(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n")
+        time.sleep(0.5)  # both reach the server before the signal
+    finally:
+        code, output = server.stop()
+    with unfinished_body, unfinished_head:
+        assert read_answer(unfinished_body).startswith(b"HTTP/1.1 503 ")
+        assert read_answer(unfinished_head).startswith(b"HTTP/1.1 503 ")
+    assert code == 0, output
+    # Nothing was left running for the end of the drain time.
+    assert "cancelling" not in output, output
+    assert "Traceback" not in output, output
+
+
+def test_requests_running_when_the_drain_time_ends_get_shutting_down(
+    slow_emulator: Emulator, tmp_path: Path
+) -> None:
+    settings = {
+        "AWS_ENDPOINT_URL_PCS": slow_emulator.url,
+        "PCS_GATEWAY_DRAIN_SECONDS": "0.5",
+        "PCS_GATEWAY_PCS_READ_TIMEOUT_SECONDS": "15",
+        "PCS_GATEWAY_REQUEST_DEADLINE_SECONDS": "15",
+    }
+    server = ServeProcess(tmp_path, settings)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            body = {"query": QUERY, "variables": {"id": "demo-active"}}
+            asked = pool.submit(
+                httpx.post,
+                f"{server.url}/graphql",
+                json=body,
+                headers={"accept": "application/graphql-response+json"},
+                timeout=60,
+            )
+            wait_until(lambda: slow_emulator.calls() >= 1, 30, "request at PCS")
+            code, output = server.stop()
+            response = asked.result(timeout=60)
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/json")
+    answer = response.json()
+    assert_no_leaks(answer)
+    assert answer["errors"][0]["extensions"]["code"] == "SHUTTING_DOWN"
+    assert "data" not in answer
+    assert code == 0, output
+    assert "cancelling 1 request(s)" in output, output
+    assert "Traceback" not in output and "CancelledError" not in output, output

@@ -4,7 +4,10 @@ Depth, aliases and tokens are Strawberry's own limiters (parse and validation er
 lookup limit counts the distinct cluster identifiers an operation asks for (literals,
 variables and variable defaults of every `cluster` and `clusters` field it selects, through
 fragments) and its largest batch, and refuses the whole operation with `BAD_USER_INPUT`
-and the `limit` before execution starts.
+and the `limit` before execution starts. Fragment spreads are bounded before validation,
+whose rules follow them recursively (and each time they appear): a chain of fragments
+deeper than `max_fragment_depth`, more than `max_fragment_spreads` spreads once expanded,
+or a fragment that spreads itself, is a validation error.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from graphql import (
+    DocumentNode,
+    ExecutableDefinitionNode,
     ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
@@ -31,6 +36,7 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
     SchemaExtension,
+    ValidationCache,
     max_aliases,
     query_depth_limiter,
 )
@@ -136,6 +142,110 @@ def _literal(node: ValueNode, variables: dict[str, Any]) -> Any:
     if isinstance(node, ListValueNode):
         return [_literal(item, variables) for item in node.values]
     return None
+
+
+class FragmentLimitedValidation(ValidationCache):
+    """The validation cache, behind a check of the document's fragment spreads."""
+
+    def __init__(self, *, max_depth: int, max_spreads: int, maxsize: int) -> None:
+        super().__init__(maxsize=maxsize)
+        self.max_depth = max_depth
+        self.max_spreads = max_spreads
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        problem = None
+        if document is not None:
+            problem = fragment_problem(document, self.max_depth, self.max_spreads)
+        if problem is None:
+            yield from super().on_validate()
+            return
+        context.pre_execution_errors = [problem]
+        yield
+
+
+def fragment_problem(
+    document: DocumentNode, max_depth: int, max_spreads: int
+) -> GraphQLError | None:
+    """Why the document's fragment spreads are refused, or None; walks without recursion."""
+    definitions = [d for d in document.definitions if isinstance(d, ExecutableDefinitionNode)]
+    if not any(isinstance(d, FragmentDefinitionNode) for d in definitions):
+        return None
+    fragments: dict[str, FragmentDefinitionNode] = {}
+    for definition in definitions:
+        if isinstance(definition, FragmentDefinitionNode):
+            fragments.setdefault(definition.name.value, definition)
+    spreads = {name: _spreads_in(fragment.selection_set) for name, fragment in fragments.items()}
+    # Per fragment: the longest chain of spreads below it, and its spreads once expanded.
+    depth: dict[str, int] = {}
+    expanded: dict[str, int] = {}
+    cap = max_spreads + 1
+    for root in fragments:
+        if root in depth:
+            continue
+        stack = [root]
+        open_ = {root}
+        while stack:
+            name = stack[-1]
+            pending = [s for s in spreads[name] if s in fragments and s not in depth]
+            for child in pending:
+                if child in open_:
+                    return _refusal(f"Cannot spread fragment '{child}' within itself.", None)
+            if pending:
+                stack.append(pending[0])
+                open_.add(pending[0])
+                continue
+            known = [s for s in spreads[name] if s in fragments]
+            depth[name] = 1 + max((depth[s] for s in known), default=0)
+            expanded[name] = min(cap, sum(1 + expanded[s] for s in known))
+            open_.discard(stack.pop())
+    for definition in definitions:
+        known = [s for s in _spreads_in(definition.selection_set) if s in fragments]
+        deepest = max((depth[s] for s in known), default=0)
+        if deepest > max_depth:
+            return _refusal(
+                f"Fragments spread fragments {deepest} deep; at most {max_depth} are allowed.",
+                max_depth,
+            )
+        if sum(1 + expanded[s] for s in known) > max_spreads:
+            return _refusal(
+                f"The operation spreads fragments more than {max_spreads} times once expanded.",
+                max_spreads,
+            )
+    return None
+
+
+def _spreads_in(selections: SelectionSetNode | None) -> list[str]:
+    """Names of the fragments spread in `selections` and the selections below it."""
+    found: list[str] = []
+    pending: list[SelectionSetNode] = [selections] if selections is not None else []
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FragmentSpreadNode):
+                found.append(selection.name.value)
+            elif (
+                isinstance(selection, FieldNode | InlineFragmentNode)
+                and selection.selection_set is not None
+            ):
+                pending.append(selection.selection_set)
+    return found
+
+
+def _refusal(message: str, limit: int | None) -> GraphQLError:
+    extensions: dict[str, object] = {"code": "GRAPHQL_VALIDATION_FAILED"}
+    if limit is not None:
+        extensions["limit"] = limit
+    return GraphQLError(message, extensions=extensions)
+
+
+def validation_extension(settings: Settings, *, maxsize: int) -> Callable[[], SchemaExtension]:
+    """The validation cache with the settings' fragment limits in front of it."""
+    return lambda: FragmentLimitedValidation(
+        max_depth=settings.max_fragment_depth,
+        max_spreads=settings.max_fragment_spreads,
+        maxsize=maxsize,
+    )
 
 
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:

@@ -15,7 +15,7 @@ from gateway.config import Settings
 from gateway.graphql import resolvers
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import ErrorContract, log_errors
-from gateway.graphql.limits import limit_extensions
+from gateway.graphql.limits import limit_extensions, validation_extension
 from gateway.graphql.subscriptions import Subscription
 from gateway.graphql.types import Cluster, DateTime
 
@@ -99,7 +99,11 @@ def build_schema(
     chain: list[Callable[[], SchemaExtension]] = [
         *(limit_extensions(settings) if settings is not None else []),
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        (
+            validation_extension(settings, maxsize=DOCUMENT_CACHE_SIZE)
+            if settings is not None
+            else lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)
+        ),
         *(extensions or []),
         StaleReport,
         ErrorContract,

@@ -208,8 +208,18 @@ class _Reader(Collector):
         return []
 
 
-def cache_families(stats: CacheStats, backend: str) -> Iterator[Any]:
-    """The cluster cache's counters, labelled by backend."""
+def cache_families(
+    stats: CacheStats, backend: str, degraded: Callable[[], bool] | None = None
+) -> Iterator[Any]:
+    """The cluster cache's counters, and whether it is degraded now, labelled by backend."""
+    if degraded is not None:
+        gauge = GaugeMetricFamily(
+            "pcsgw_cache_degraded",
+            "1 while the cache backend fails (answers come from PCS meanwhile), else 0.",
+            labels=["backend"],
+        )
+        gauge.add_metric([backend], 1.0 if degraded() else 0.0)
+        yield gauge
     for name, help_text in (
         ("hits", "Cluster cache hits."),
         ("misses", "Cluster cache misses that started a PCS call."),
