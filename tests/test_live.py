@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -60,16 +60,22 @@ class LiveEmulator:
         return [e for e in log if e["operation"] == "GetCluster" and e["at"] >= since]
 
 
-@pytest.fixture
-def live_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveEmulator]:
-    clusters = [seed.full(f"live-{n}") for n in range(10)]
-    emulator = LiveEmulator(clusters)
+@contextmanager
+def running_live_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveEmulator]:
+    """Ten clusters, live-0 to live-9, ACTIVE; gateways started meanwhile call this emulator."""
+    emulator = LiveEmulator([seed.full(f"live-{n}") for n in range(10)])
     emulator.server.start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_PCS", emulator.url)
     try:
         yield emulator
     finally:
         emulator.server.stop()
+
+
+@pytest.fixture
+def live_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveEmulator]:
+    with running_live_emulator(monkeypatch) as emulator:
+        yield emulator
 
 
 @pytest.fixture
