@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -342,3 +343,45 @@ async def test_metrics_count_connections_subscriptions_pollers_and_events(
     assert lines["pcsgw_live_subscriptions"] == "2.0"
     assert lines["pcsgw_live_pollers"] == "1.0"
     assert float(lines["pcsgw_live_events_total"]) == 2.0
+
+
+@pytest.mark.slow
+async def test_sigterm_completes_subscriptions_closes_sockets_and_exits_0(
+    live_emulator: LiveEmulator, tmp_path: Path
+) -> None:
+    from tests.test_server import ServeProcess
+
+    settings = {
+        "AWS_ENDPOINT_URL_PCS": live_emulator.url,
+        "PCS_GATEWAY_CACHE_TTL_SETTLED_SECONDS": str(INTERVAL),
+        "PCS_GATEWAY_DRAIN_SECONDS": "5",
+    }
+    serve = await asyncio.to_thread(ServeProcess, tmp_path, settings)
+    try:
+        async with (
+            ws_client(serve.url) as client,
+            httpx.AsyncClient(base_url=serve.url, timeout=30) as http,
+        ):
+            await client.subscribe("a", CLUSTER_UPDATED, {"id": "live-0"})
+            await client.subscribe("b", CLUSTERS_UPDATED, {"ids": ["live-1", "live-2"]})
+            sse = SseClient()
+            stream = asyncio.create_task(sse.run(http, CLUSTER_UPDATED, {"id": "live-0"}))
+            assert await until(
+                lambda: (
+                    len(client.data("a")) == 1
+                    and len(client.data("b")) == 2
+                    and len(sse.data()) == 1
+                ),
+                20,
+            )
+            code, output = await asyncio.to_thread(serve.stop)
+            assert await until(client.closed.is_set, 10)
+            await asyncio.wait_for(stream, 10)
+        assert code == 0, output
+        assert client.kinds("a")[-1] == "complete"
+        assert client.kinds("b")[-1] == "complete"
+        assert client.socket.close_code == 1001
+        assert sse.events[-1] == ("complete", None)
+        assert "websocket connection ended" in output
+    finally:
+        await asyncio.to_thread(serve.stop)
