@@ -23,6 +23,7 @@ from gateway.coordination.link import connect, coordination_url
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
+from gateway.graphql.cursors import Cursors
 from gateway.http.answer_cache import AnswerCache, answer_families
 from gateway.http.body_limit import BodyLimitMiddleware
 from gateway.http.live import CHANGES_PREFIX, LiveConnections, OpenConnections, live_families
@@ -45,6 +46,7 @@ from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
 from gateway.service.live import LiveStatus
 from gateway.service.regions import Regions, RegionServices
+from gateway.service.resources import ResourceServices
 from gateway.service.store import CacheStore
 
 log = logging.getLogger(__name__)
@@ -161,6 +163,8 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             observer=ObservedLookups(tracer=tracer),
             leases=leases,
         )
+        if settings.cursor_key is not None:
+            state.graphql.cursors = Cursors(settings.cursor_key.get_secret_value().encode())
         state.graphql.apq = PersistedQueries(
             max_entries=settings.persisted_queries_max_entries,
             shared=store if store.kind == "redis" else None,
@@ -174,8 +178,12 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         stack.push_async_callback(state.live.close)
         state.on_drain.insert(0, state.live.close)  # subscriptions complete, then sockets close
         region = client.region
+        resources = ResourceServices(
+            client, store, settings, observer=ObservedLookups(tracer=tracer)
+        )
+        stack.push_async_callback(resources.close)
         state.regions = Regions(
-            {region: RegionServices(region, client, state.service)}, default=region
+            {region: RegionServices(region, client, state.service, resources)}, default=region
         )
         metrics.watch(
             lambda: itertools.chain(

@@ -97,6 +97,34 @@ class Settings(BaseSettings):
     cache_ttl_transitional_seconds: Seconds = Field(
         5.0, description="Freshness of clusters in transition (CREATING, UPDATING, DELETING, ...)."
     )
+    list_cache_ttl_seconds: Seconds = Field(
+        5.0,
+        description="Freshness of a page of a list (clusters, a cluster's queues or compute "
+        "node groups), by region, list, parent, cursor and page size; keep it no longer than "
+        "the transitional freshness, so a resource created or deleted shows soon.",
+    )
+    cursor_key: SecretStr | None = Field(
+        None,
+        description="Key (at least 32 characters) that signs page cursors, so a cursor that "
+        "was altered or belongs to another list is refused. Unset: a random key per process, "
+        "and a cursor is good only on the replica that made it; set the same key on every "
+        "replica behind one Service.",
+    )
+    max_fanout: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most resources one operation may reach: each list's page size times the "
+        "page sizes of the lists around it, summed over its lists, plus its lookups; a larger "
+        "operation is refused before any PCS call.",
+    )
+    fetch_concurrency: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Most Get and tag calls one request makes at once for the nodes of its "
+        "pages; the rest wait their turn.",
+    )
     cache_negative_ttl_seconds: Seconds = Field(
         10.0, description="How long a not-found answer is remembered."
     )
@@ -423,6 +451,13 @@ class Settings(BaseSettings):
         if self.introspection is not None:
             return self.introspection
         return self.environment is Environment.DEVELOPMENT or self.graphiql_enabled
+
+    @field_validator("cursor_key")
+    @classmethod
+    def _long_cursor_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters long")
+        return value
 
     @field_validator("cache_url")
     @classmethod

@@ -102,14 +102,15 @@ class Caller:
 class AnswerFacts:
     """What the GraphQL layer learnt while building one answer, for the answer cache.
 
-    `clusters` maps each cluster id in the answer to when PCS sent that value; `ages`
+    `resources` maps each resource in the answer (a cluster by its id; a queue, node group,
+    tag set or list page by its key) to when PCS sent that value; `ages`
     lists each `ageSeconds` field as (response key, fetched_at, value as resolved), so a
     reused answer states the age at the time it is sent.
     """
 
     reusable: bool
     fresh_until: float = math.inf
-    clusters: dict[str, float] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)
     ages: list[tuple[str, float, float]] = field(default_factory=list)
 
 

@@ -177,7 +177,7 @@ def test_otel_variables_turn_on_export_over_otlp(
         monkeypatch.setenv("OTEL_SERVICE_NAME", "portal-gateway")
         gateway = start_gateway()
         assert gateway.query(QUERY)["data"]["cluster"]["name"] == "demo-active"
-        gateway.app.state.gateway.tracing.provider.force_flush()
+        gateway.app.state.gateway.observe.tracing.provider.force_flush()
     finally:
         collector.shutdown()
     spans = [
@@ -198,7 +198,7 @@ def test_otel_variables_turn_on_export_over_otlp(
 
 
 def test_tracing_is_off_unless_otel_variables_ask(gateway: Any) -> None:
-    assert gateway.app.state.gateway.tracing is None
+    assert gateway.app.state.gateway.observe.tracing is None
     assert Tracing.from_environment({}) is None
     assert Tracing.from_environment({"OTEL_TRACES_EXPORTER": "none"}) is None
     disabled = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}

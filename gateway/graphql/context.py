@@ -15,6 +15,8 @@ from strawberry.dataloader import DataLoader
 
 from gateway.config import Settings
 from gateway.context import AnswerFacts, Caller, RequestContext
+from gateway.graphql.cursors import Cursors
+from gateway.graphql.graph import RequestGraph
 from gateway.service.clusters import ClusterAnswer, ClusterService
 from gateway.service.live import LiveStatus
 from gateway.service.regions import Regions
@@ -28,6 +30,8 @@ class GatewayContext:
     settings: Settings
     #: The services of each region served; resolvers pick theirs with `regions.get(region)`.
     regions: Regions | None = None
+    #: Signs and reads the cursors of list pages (one key for the process or deployment).
+    cursors: Cursors = field(default_factory=Cursors)
     request: Request | WebSocket | None = None
     #: Strawberry's response for HTTP (status, headers), the socket for subscriptions.
     response: Response | WebSocket | None = None
@@ -41,9 +45,10 @@ class GatewayContext:
     volatile: bool = False
     #: time.monotonic() past which fields still waiting for PCS fail.
     deadline: float = field(default_factory=lambda: time.monotonic() + 5.0)
-    #: Cluster ids in a query's answer and when PCS sent them; empty: nothing to reuse.
-    clusters: dict[str, float] = field(default_factory=dict)
-    #: The earliest time (time.time()) one of those clusters stops being fresh.
+    #: The resources (clusters, queues, node groups, tags, list pages) in a query's answer
+    #: and when PCS sent each; empty: nothing to reuse.
+    resource_versions: dict[str, float] = field(default_factory=dict)
+    #: The earliest time (time.time()) one of those resources stops being fresh.
     fresh_until: float = math.inf
     #: Each ageSeconds field resolved: (response key, fetched_at, value).
     ages: list[tuple[str, float, float]] = field(default_factory=list)
@@ -51,6 +56,14 @@ class GatewayContext:
     live: LiveStatus | None = None
     #: Opens a span per resolver that asks the cluster service; None: tracing is off.
     tracer: Tracer | None = None
+    _graph: RequestGraph | None = None
+
+    @property
+    def resources(self) -> RequestGraph:
+        """The request's resource graph: pages, related resources, tags (made on first use)."""
+        if self._graph is None:
+            self._graph = RequestGraph(self)
+        return self._graph
 
     @property
     def caller(self) -> Caller | None:
@@ -59,12 +72,16 @@ class GatewayContext:
 
     def note_answer(self, answer: ClusterAnswer) -> None:
         """Record a cluster a query's answer is built from, for the answer cache."""
-        self.clusters[answer.cluster.id] = answer.fetched_at
-        self.fresh_until = min(self.fresh_until, answer.fresh_until)
+        self.note_resource(answer.cluster.id, answer.fetched_at, answer.fresh_until)
+
+    def note_resource(self, key: str, fetched_at: float, fresh_until: float) -> None:
+        """Record a resource (or page) a query's answer is built from: it is as fresh as all."""
+        self.resource_versions[key] = fetched_at
+        self.fresh_until = min(self.fresh_until, fresh_until)
 
     def answer_facts(self) -> AnswerFacts | None:
         """What the answer cache needs of an answer without errors; None: nothing to learn."""
-        if not self.clusters:
+        if not self.resource_versions:
             return None
         reusable = not self.volatile and not self.stale
-        return AnswerFacts(reusable, self.fresh_until, self.clusters, self.ages)
+        return AnswerFacts(reusable, self.fresh_until, self.resource_versions, self.ages)

@@ -8,11 +8,13 @@ from enum import Enum
 import strawberry
 from strawberry import Parent
 
+from gateway.graphql import graph
+from gateway.graphql.graph import EdgeRoot, PageRoot, region_of
 from gateway.graphql.resource_types import (
+    NODE_DESCRIPTION,
     KeyValue,
     PageInfo,
-    Tag,
-    region_of,
+    page_info,
     resources,
     tag_list,
 )
@@ -21,6 +23,7 @@ from gateway.graphql.types import (
     Cluster,
     ErrorInfo,
     SlurmCustomSetting,
+    Tag,
     known,
 )
 from gateway.pcs import compute_node_group as pcs
@@ -416,18 +419,33 @@ class ComputeNodeGroup:
         return found  # type: ignore[return-value]
 
 
-@strawberry.type(description="A compute node group in a page of groups, with its cursor.")
+@strawberry.type(
+    description="A compute node group in a page of compute node groups, with its cursor."
+)
 class ComputeNodeGroupEdge:
-    cursor: str = strawberry.field(description="An opaque cursor: pass it as after to go on.")
-    node: ComputeNodeGroup = strawberry.field(description="The compute node group.")
+    @strawberry.field(description="An opaque cursor: pass it as after to go on after this edge.")
+    def cursor(self, root: Parent[EdgeRoot]) -> str:
+        return root.cursor
+
+    @strawberry.field(description="The compute node group. " + NODE_DESCRIPTION)
+    async def node(self, root: Parent[EdgeRoot], info: strawberry.Info) -> ComputeNodeGroup | None:
+        return await graph.edge_node(info, root)  # type: ignore[no-any-return]
 
 
-@strawberry.type(description="A page of a cluster's compute node groups (ListComputeNodeGroups).")
+@strawberry.type(
+    description="A page of a cluster's compute node groups (ListComputeNodeGroups), in PCS's order."
+)
 class ComputeNodeGroupConnection:
-    edges: list[ComputeNodeGroupEdge] = strawberry.field(
-        description="The page's groups with cursors."
+    @strawberry.field(description="The page's compute node groups with cursors.")
+    def edges(self, root: Parent[PageRoot], info: strawberry.Info) -> list[ComputeNodeGroupEdge]:
+        return graph.edges(info, root)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="The page's compute node groups, without cursors. " + NODE_DESCRIPTION
     )
-    nodes: list[ComputeNodeGroup] = strawberry.field(
-        description="The page's groups, without cursors."
-    )
-    page_info: PageInfo = strawberry.field(description="Whether more pages follow, and where.")
+    def nodes(self, root: Parent[PageRoot], info: strawberry.Info) -> list[ComputeNodeGroup | None]:
+        return graph.nodes(info, root)  # type: ignore[return-value]
+
+    @strawberry.field(description="Whether more pages follow, and where.")
+    def page_info(self, root: Parent[PageRoot]) -> PageInfo:
+        return page_info(root)

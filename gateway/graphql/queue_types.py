@@ -9,13 +9,22 @@ from enum import Enum
 import strawberry
 from strawberry import Parent
 
+from gateway.graphql import graph
+from gateway.graphql.graph import EdgeRoot, PageRoot, region_of
 from gateway.graphql.node_group_types import ComputeNodeGroup
-from gateway.graphql.resource_types import PageInfo, Tag, region_of, resources, tag_list
+from gateway.graphql.resource_types import (
+    NODE_DESCRIPTION,
+    PageInfo,
+    page_info,
+    resources,
+    tag_list,
+)
 from gateway.graphql.types import (
     UNKNOWN_DESCRIPTION,
     Cluster,
     ErrorInfo,
     SlurmCustomSetting,
+    Tag,
     known,
 )
 from gateway.pcs import queue as pcs
@@ -130,12 +139,25 @@ class Queue:
 
 @strawberry.type(description="A queue in a page of queues, with its cursor.")
 class QueueEdge:
-    cursor: str = strawberry.field(description="An opaque cursor: pass it as after to go on.")
-    node: Queue = strawberry.field(description="The queue.")
+    @strawberry.field(description="An opaque cursor: pass it as after to go on after this edge.")
+    def cursor(self, root: Parent[EdgeRoot]) -> str:
+        return root.cursor
+
+    @strawberry.field(description="The queue. " + NODE_DESCRIPTION)
+    async def node(self, root: Parent[EdgeRoot], info: strawberry.Info) -> Queue | None:
+        return await graph.edge_node(info, root)  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A page of a cluster's queues (ListQueues), in PCS's order.")
 class QueueConnection:
-    edges: list[QueueEdge] = strawberry.field(description="The page's queues with cursors.")
-    nodes: list[Queue] = strawberry.field(description="The page's queues, without cursors.")
-    page_info: PageInfo = strawberry.field(description="Whether more pages follow, and where.")
+    @strawberry.field(description="The page's queues with cursors.")
+    def edges(self, root: Parent[PageRoot], info: strawberry.Info) -> list[QueueEdge]:
+        return graph.edges(info, root)  # type: ignore[return-value]
+
+    @strawberry.field(description="The page's queues, without cursors. " + NODE_DESCRIPTION)
+    def nodes(self, root: Parent[PageRoot], info: strawberry.Info) -> list[Queue | None]:
+        return graph.nodes(info, root)  # type: ignore[return-value]
+
+    @strawberry.field(description="Whether more pages follow, and where.")
+    def page_info(self, root: Parent[PageRoot]) -> PageInfo:
+        return page_info(root)

@@ -15,8 +15,10 @@ from strawberry.types import Info
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
 from gateway.observe.tracing import span
+from gateway.pcs.compute_node_group import ComputeNodeGroup
 from gateway.pcs.errors import DeadlineExceeded
-from gateway.service.clusters import ClusterAnswer
+from gateway.pcs.queue import Queue
+from gateway.service.clusters import ClusterAnswer, check_identifier
 
 
 async def cluster(
@@ -125,3 +127,29 @@ def _note(
         path.append(index)
     info.context.volatile = True
     info.context.stale.append({"path": path, "ageSeconds": round(answer.age_seconds(), 3)})
+
+
+async def queue(
+    info: Info[GatewayContext, None], cluster: str, identifier: str, region: str | None
+) -> Queue:
+    """One queue of a cluster by name or id."""
+    check_identifier(cluster)
+    graph = info.context.resources
+    services = graph.region(region)
+    with _resolver_span(info, identifier):
+        return await graph.queue_details(
+            services.name, cluster, identifier, None, list(info.path.as_list())
+        )
+
+
+async def compute_node_group(
+    info: Info[GatewayContext, None], cluster: str, identifier: str, region: str | None
+) -> ComputeNodeGroup:
+    """One compute node group of a cluster by name or id."""
+    check_identifier(cluster)
+    graph = info.context.resources
+    services = graph.region(region)
+    with _resolver_span(info, identifier):
+        return await graph.compute_node_group_details(
+            services.name, cluster, identifier, None, list(info.path.as_list())
+        )

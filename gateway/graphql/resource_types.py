@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 import strawberry
+from strawberry import Parent
 
-from gateway.graphql.types import Cluster
+from gateway.graphql import graph
+from gateway.graphql.graph import EdgeRoot, PageRoot
+from gateway.graphql.types import Cluster, Tag
 from gateway.pcs.summary import Tags
 
 if TYPE_CHECKING:
@@ -38,17 +41,6 @@ def resources(info: strawberry.Info) -> ResourceGraph:
     """The request's resource graph."""
     graph: ResourceGraph = info.context.resources
     return graph
-
-
-def region_of(arn: str) -> str:
-    """The region a PCS ARN names (arn:aws:pcs:<region>:<account>:...)."""
-    return arn.split(":")[3]
-
-
-@strawberry.type(description="A tag on a PCS resource: a key and its value.")
-class Tag:
-    key: str = strawberry.field(description="The tag's key, e.g. team.")
-    value: str = strawberry.field(description="The tag's value; may be empty.")
 
 
 @strawberry.type(description="One entry of a map PCS sends: a key and its value.")
@@ -78,14 +70,43 @@ class PageInfo:
     )
 
 
+def page_info(root: PageRoot) -> PageInfo:
+    """Where a page stands."""
+    return PageInfo(
+        has_next_page=root.has_next_page,
+        has_previous_page=False,
+        start_cursor=root.cursors[0] if root.cursors else None,
+        end_cursor=root.cursors[-1] if root.cursors else None,
+    )
+
+
+NODE_DESCRIPTION = (
+    "Null, with an error at its path, when its details were asked for and PCS failed to "
+    "give them; the other nodes keep theirs."
+)
+
+
 @strawberry.type(description="A cluster in a page of clusters, with its cursor.")
 class ClusterEdge:
-    cursor: str = strawberry.field(description="An opaque cursor: pass it as after to go on.")
-    node: Cluster = strawberry.field(description="The cluster.")
+    @strawberry.field(description="An opaque cursor: pass it as after to go on after this edge.")
+    def cursor(self, root: Parent[EdgeRoot]) -> str:
+        return root.cursor
+
+    @strawberry.field(description="The cluster. " + NODE_DESCRIPTION)
+    async def node(self, root: Parent[EdgeRoot], info: strawberry.Info) -> Cluster | None:
+        return await graph.edge_node(info, root)  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A page of clusters (ListClusters), in PCS's order.")
 class ClusterConnection:
-    edges: list[ClusterEdge] = strawberry.field(description="The page's clusters with cursors.")
-    nodes: list[Cluster] = strawberry.field(description="The page's clusters, without cursors.")
-    page_info: PageInfo = strawberry.field(description="Whether more pages follow, and where.")
+    @strawberry.field(description="The page's clusters with cursors.")
+    def edges(self, root: Parent[PageRoot], info: strawberry.Info) -> list[ClusterEdge]:
+        return graph.edges(info, root)  # type: ignore[return-value]
+
+    @strawberry.field(description="The page's clusters, without cursors. " + NODE_DESCRIPTION)
+    def nodes(self, root: Parent[PageRoot], info: strawberry.Info) -> list[Cluster | None]:
+        return graph.nodes(info, root)  # type: ignore[return-value]
+
+    @strawberry.field(description="Whether more pages follow, and where.")
+    def page_info(self, root: Parent[PageRoot]) -> PageInfo:
+        return page_info(root)

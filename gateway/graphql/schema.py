@@ -15,12 +15,20 @@ from strawberry.types import ExecutionContext, ExecutionResult, Info
 from strawberry.types.graphql import OperationType
 
 from gateway.config import Settings
-from gateway.graphql import resolvers
+from gateway.graphql import graph, resolvers
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import ErrorContract, log_errors, to_contract
 from gateway.graphql.limits import limit_extensions, validation_extension
+from gateway.graphql.node_group_types import ComputeNodeGroup
+from gateway.graphql.queue_types import Queue
+from gateway.graphql.resource_types import ClusterConnection
 from gateway.graphql.subscriptions import Subscription
 from gateway.graphql.types import Cluster, DateTime
+
+_REGION = strawberry.argument(
+    description="The AWS region to read, one of those the gateway serves; the default when null."
+)
+_CLUSTER = strawberry.argument(description="The cluster's name or its id (pcs_...).")
 
 
 @strawberry.type(description="Read AWS PCS clusters.")
@@ -64,6 +72,59 @@ class Query:
         ],
     ) -> list[Cluster | None]:
         return resolvers.clusters(info, identifiers)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description=(
+            "A page of the region's clusters (ListClusters), in PCS's order. Fields beyond the "
+            "summary (name, id, arn, status, times, tags, queues, compute node groups) cost "
+            "one GetCluster per cluster, cached."
+        )
+    )
+    async def cluster_list(
+        self,
+        info: Info[GatewayContext, None],
+        first: Annotated[int, strawberry.argument(description="How many: 1 to 100.")] = 10,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The endCursor (or an edge's cursor) of the page before; "
+                "omit for the first page."
+            ),
+        ] = None,
+        region: Annotated[str | None, _REGION] = None,
+    ) -> ClusterConnection:
+        return await graph.cluster_page(info, region, first, after)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="One queue of a cluster (GetQueue). Null, with an error on this path, when "
+        "it does not exist or PCS fails."
+    )
+    async def queue(
+        self,
+        info: Info[GatewayContext, None],
+        cluster: Annotated[str, _CLUSTER],
+        identifier: Annotated[
+            str, strawberry.argument(description="The queue's name or its id (pcs_...).")
+        ],
+        region: Annotated[str | None, _REGION] = None,
+    ) -> Queue | None:
+        return await resolvers.queue(info, cluster, identifier, region)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="One compute node group of a cluster (GetComputeNodeGroup). Null, with an "
+        "error on this path, when it does not exist or PCS fails."
+    )
+    async def compute_node_group(
+        self,
+        info: Info[GatewayContext, None],
+        cluster: Annotated[str, _CLUSTER],
+        identifier: Annotated[
+            str, strawberry.argument(description="The group's name or its id (pcs_...).")
+        ],
+        region: Annotated[str | None, _REGION] = None,
+    ) -> ComputeNodeGroup | None:
+        found = await resolvers.compute_node_group(info, cluster, identifier, region)
+        return found  # type: ignore[return-value]
 
 
 class StaleReport(SchemaExtension):

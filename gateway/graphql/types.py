@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import strawberry
 from strawberry import Parent
 
+from gateway.graphql import graph
+from gateway.graphql.graph import ListedCluster, region_of
 from gateway.graphql.permissions import secret_reference
 from gateway.pcs import cluster as pcs
 from gateway.service.clusters import ClusterAnswer
 
 E = TypeVar("E", bound=Enum)
+
+#: A cluster with every field, or as a page of ListClusters shows it (summary fields only).
+ClusterView = ClusterAnswer | ListedCluster
+
+_FIRST = strawberry.argument(description="How many to return: 1 to 100.")
+_AFTER = strawberry.argument(
+    description="The endCursor (or an edge's cursor) of the page before; omit for the first."
+)
 
 #: The DateTime scalar, described for the people reading the schema.
 DateTime = strawberry.scalar(
@@ -343,13 +353,13 @@ class Freshness:
     )
 
     @strawberry.field(description="When the gateway received this value from PCS.")
-    def fetched_at(self, root: Parent[ClusterAnswer]) -> datetime:
+    def fetched_at(self, root: Parent[ClusterView]) -> datetime:
         return root.fetched_at_datetime
 
     @strawberry.field(
         description="Seconds (to the millisecond) since the gateway received this value from PCS."
     )
-    def age_seconds(self, root: Parent[ClusterAnswer], info: strawberry.Info) -> float:
+    def age_seconds(self, root: Parent[ClusterView], info: strawberry.Info) -> float:
         age = round(root.age_seconds(), 3)
         # The answer cache restates it when it reuses the answer.
         ages = getattr(info.context, "ages", None)
@@ -358,41 +368,47 @@ class Freshness:
         return age
 
 
+@strawberry.type(description="A tag on a PCS resource: a key and its value.")
+class Tag:
+    key: str = strawberry.field(description="The tag's key, e.g. team.")
+    value: str = strawberry.field(description="The tag's value; may be empty.")
+
+
 @strawberry.type(description="An AWS PCS cluster: a Slurm controller and its settings.")
 class Cluster:
     """Resolved from a ClusterAnswer: the cluster and how fresh the gateway's copy is."""
 
     @strawberry.field(description="Name of the cluster, unique in its account and region.")
-    def name(self, root: Parent[ClusterAnswer]) -> str:
+    def name(self, root: Parent[ClusterView]) -> str:
         return root.cluster.name
 
     @strawberry.field(description="Id PCS generated for the cluster (pcs_ and 10 characters).")
-    def id(self, root: Parent[ClusterAnswer]) -> strawberry.ID:
+    def id(self, root: Parent[ClusterView]) -> strawberry.ID:
         return strawberry.ID(root.cluster.id)
 
     @strawberry.field(
         description="Amazon Resource Name of the cluster "
         "(arn:aws:pcs:<region>:<account>:cluster/<id>)."
     )
-    def arn(self, root: Parent[ClusterAnswer]) -> str:
+    def arn(self, root: Parent[ClusterView]) -> str:
         return root.cluster.arn
 
     @strawberry.field(description="Lifecycle state; UNKNOWN for a state added after this release.")
-    def status(self, root: Parent[ClusterAnswer]) -> ClusterStatus:
+    def status(self, root: Parent[ClusterView]) -> ClusterStatus:
         return known(ClusterStatus, root.cluster.status)
 
     @strawberry.field(description="The status exactly as PCS sent it.")
-    def status_raw(self, root: Parent[ClusterAnswer]) -> str:
+    def status_raw(self, root: Parent[ClusterView]) -> str:
         return root.cluster.status
 
     @strawberry.field(description="When the cluster was created (PCS reports UTC).")
-    def created_at(self, root: Parent[ClusterAnswer]) -> datetime:
+    def created_at(self, root: Parent[ClusterView]) -> datetime:
         return root.cluster.created_at
 
     @strawberry.field(
         description="When the cluster's settings or status last changed (PCS reports UTC)."
     )
-    def modified_at(self, root: Parent[ClusterAnswer]) -> datetime:
+    def modified_at(self, root: Parent[ClusterView]) -> datetime:
         return root.cluster.modified_at
 
     @strawberry.field(description="The scheduler and its version.")
@@ -426,5 +442,47 @@ class Cluster:
     @strawberry.field(
         description="How fresh this copy is: when PCS sent it, its age, whether it is stale."
     )
-    def freshness(self, root: Parent[ClusterAnswer]) -> Freshness:
+    def freshness(self, root: Parent[ClusterView]) -> Freshness:
         return root  # type: ignore[return-value]
+
+    @strawberry.field(description="Tags on the cluster (ListTagsForResource); empty when none.")
+    async def tags(self, root: Parent[ClusterView], info: strawberry.Info) -> list[Tag]:
+        arn = root.cluster.arn
+        found = await info.context.resources.tags(region_of(arn), arn)
+        return [Tag(key=key, value=value) for key, value in found]
+
+    @strawberry.field(
+        description="A page of the cluster's queues (ListQueues). Fields beyond the summary "
+        "(name, id, arn, status, times) cost one GetQueue per queue, cached."
+    )
+    async def queues(
+        self,
+        root: Parent[ClusterView],
+        info: strawberry.Info,
+        first: Annotated[int, _FIRST] = 100,
+        after: Annotated[str | None, _AFTER] = None,
+    ) -> Annotated[
+        QueueConnection,  # type: ignore[name-defined]  # noqa: F821
+        strawberry.lazy("gateway.graphql.queue_types"),
+    ]:
+        found = await graph.queue_page(info, root.cluster.arn, root.cluster.id, first, after)
+        return found
+
+    @strawberry.field(
+        description="A page of the cluster's compute node groups (ListComputeNodeGroups). "
+        "Fields beyond the summary cost one GetComputeNodeGroup per group, cached."
+    )
+    async def compute_node_groups(
+        self,
+        root: Parent[ClusterView],
+        info: strawberry.Info,
+        first: Annotated[int, _FIRST] = 100,
+        after: Annotated[str | None, _AFTER] = None,
+    ) -> Annotated[
+        ComputeNodeGroupConnection,  # type: ignore[name-defined]  # noqa: F821
+        strawberry.lazy("gateway.graphql.node_group_types"),
+    ]:
+        page = await graph.compute_node_group_page(
+            info, root.cluster.arn, root.cluster.id, first, after
+        )
+        return page

@@ -272,7 +272,7 @@ class AnswerCache:
         """Record the cluster versions in an answer; False when one is already outdated."""
         versions = self._versions
         current = True
-        for cluster_id, fetched_at in facts.clusters.items():
+        for cluster_id, fetched_at in facts.resources.items():
             known = versions.get(cluster_id)
             if known is None or fetched_at > known:
                 if known is None and len(versions) >= self._versions_limit:
@@ -333,7 +333,7 @@ class AnswerCache:
             cache_control=cache_control,
             parts=parts,
             ages=ages,
-            clusters=tuple(facts.clusters.items()),
+            clusters=tuple(facts.resources.items()),
             valid_until=valid_until,
             partition="" if caller is None else caller.partition,
             size=size,

@@ -10,6 +10,7 @@ from gateway.coordination.changes import ChangeChannels
 from gateway.coordination.lease import Leases
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
+from gateway.graphql.cursors import Cursors
 from gateway.observe.metrics import Metrics
 from gateway.observe.tracing import Tracing
 from gateway.pcs.client import PcsClient
@@ -33,6 +34,8 @@ class GraphQLParts:
 
     apq: PersistedQueries | None = None
     graphiql: GraphiQLPage | None = None
+    #: Signs and reads page cursors; the lifespan gives it the configured key.
+    cursors: Cursors = field(default_factory=Cursors)
 
 
 @dataclass

@@ -110,6 +110,7 @@ class GraphQLView(GraphQL[GatewayContext, None]):
             service=self.state.service,
             settings=settings,
             regions=self.state.regions,
+            cursors=self.state.graphql.cursors,
             request=request,
             response=response,
             request_context=RequestContext.of(request.scope),

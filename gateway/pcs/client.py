@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 import aioboto3
 import aiohttp
@@ -27,6 +28,7 @@ from gateway.config import Settings
 from gateway.pcs import errors
 from gateway.pcs.breaker import CircuitBreaker
 from gateway.pcs.cluster import Cluster, parse_cluster
+from gateway.pcs.compute_node_group import parse_compute_node_group
 from gateway.pcs.model import DATA_PATH, SERVICE_NAME
 from gateway.pcs.observer import (
     SUCCESS,
@@ -36,11 +38,46 @@ from gateway.pcs.observer import (
     UpstreamObserver,
     outcome_of,
 )
+from gateway.pcs.queue import parse_queue
 from gateway.pcs.rate_budget import RateBudget, SharedBudget, SharedTokens, TokenBucket
 
 log = logging.getLogger(__name__)
 
 GET_CLUSTER = "GetCluster"
+LIST_CLUSTERS = "ListClusters"
+LIST_QUEUES = "ListQueues"
+GET_QUEUE = "GetQueue"
+LIST_COMPUTE_NODE_GROUPS = "ListComputeNodeGroups"
+GET_COMPUTE_NODE_GROUP = "GetComputeNodeGroup"
+LIST_TAGS_FOR_RESOURCE = "ListTagsForResource"
+
+#: Every PCS operation this client can call, and the aioboto3 method of each: reads only.
+#: Nothing that changes PCS, nor RegisterComputeNodeGroupInstance (its answer is a secret).
+OPERATIONS: Mapping[str, str] = MappingProxyType(
+    {
+        GET_CLUSTER: "get_cluster",
+        LIST_CLUSTERS: "list_clusters",
+        LIST_QUEUES: "list_queues",
+        GET_QUEUE: "get_queue",
+        LIST_COMPUTE_NODE_GROUPS: "list_compute_node_groups",
+        GET_COMPUTE_NODE_GROUP: "get_compute_node_group",
+        LIST_TAGS_FOR_RESOURCE: "list_tags_for_resource",
+    }
+)
+
+#: What each operation reads, for messages.
+_NOUNS = {
+    GET_CLUSTER: "cluster",
+    LIST_CLUSTERS: "cluster",
+    LIST_QUEUES: "cluster",
+    GET_QUEUE: "queue",
+    LIST_COMPUTE_NODE_GROUPS: "cluster",
+    GET_COMPUTE_NODE_GROUP: "compute node group",
+    LIST_TAGS_FOR_RESOURCE: "resource",
+}
+
+T = TypeVar("T")
+R = TypeVar("R", "FetchedCluster", "FetchedWire")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +85,14 @@ class FetchedCluster:
     """A GetCluster answer: the cluster, its JSON form for caches, and the AWS request id."""
 
     cluster: Cluster
+    wire: dict[str, Any]
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedWire:
+    """Another operation's answer in its JSON form (datetimes as ISO 8601), and its request id."""
+
     wire: dict[str, Any]
     request_id: str | None
 
@@ -170,15 +215,64 @@ class PcsClient:
             )
 
     async def get_cluster(self, identifier: str) -> FetchedCluster:
-        """GetCluster by name or id, within the rate limit and the breaker; raises PcsError.
+        """GetCluster by name or id, within the rate limit and the breaker; raises PcsError."""
+        params = {"clusterIdentifier": identifier}
+        return await self._call(GET_CLUSTER, identifier, params, _read_cluster)
 
-        Each call is reported to the observer: its outcome, duration (rate-limit wait and
-        the SDK's retries included), AWS request id and HTTP status.
+    async def list_clusters(self, *, max_results: int, next_token: str | None) -> FetchedWire:
+        """One page of ListClusters: the `clusters` summaries and the nextToken."""
+        params = _paging({}, max_results, next_token)
+        return await self._call(LIST_CLUSTERS, "", params, _page_of("clusters"))
+
+    async def list_queues(
+        self, cluster: str, *, max_results: int, next_token: str | None
+    ) -> FetchedWire:
+        """One page of ListQueues of a cluster."""
+        params = _paging({"clusterIdentifier": cluster}, max_results, next_token)
+        return await self._call(LIST_QUEUES, cluster, params, _page_of("queues"))
+
+    async def list_compute_node_groups(
+        self, cluster: str, *, max_results: int, next_token: str | None
+    ) -> FetchedWire:
+        """One page of ListComputeNodeGroups of a cluster."""
+        params = _paging({"clusterIdentifier": cluster}, max_results, next_token)
+        read = _page_of("computeNodeGroups")
+        return await self._call(LIST_COMPUTE_NODE_GROUPS, cluster, params, read)
+
+    async def get_queue(self, cluster: str, queue: str) -> FetchedWire:
+        """GetQueue: the `queue` member, checked against the model's shape."""
+        params = {"clusterIdentifier": cluster, "queueIdentifier": queue}
+        return await self._call(GET_QUEUE, queue, params, _resource_of("queue", parse_queue))
+
+    async def get_compute_node_group(self, cluster: str, group: str) -> FetchedWire:
+        """GetComputeNodeGroup: the `computeNodeGroup` member, checked against the model."""
+        params = {"clusterIdentifier": cluster, "computeNodeGroupIdentifier": group}
+        read = _resource_of("computeNodeGroup", parse_compute_node_group)
+        return await self._call(GET_COMPUTE_NODE_GROUP, group, params, read)
+
+    async def list_tags_for_resource(self, arn: str) -> FetchedWire:
+        """ListTagsForResource: the resource's `tags` map (absent: none)."""
+        return await self._call(LIST_TAGS_FOR_RESOURCE, arn, {"resourceArn": arn}, _read_tags)
+
+    async def _call(
+        self,
+        operation: str,
+        identifier: str,
+        params: dict[str, Any],
+        read: Callable[[_Answer], R],
+    ) -> R:
+        """One PCS call on the guarded path every operation shares; raises PcsError.
+
+        The rate budget (per HTTP attempt), the breaker, the observer (outcome, duration
+        with the rate-limit wait and the SDK's retries, AWS request id, HTTP status), and
+        typed errors.
         """
+        if operation not in OPERATIONS:
+            raise ValueError(f"{operation} is not an operation this client may call")
         started = time.perf_counter()
-        with self._observer.call(GET_CLUSTER, self._target, identifier) as report:
+        with self._observer.call(operation, self._target, identifier) as report:
             try:
-                fetched = await self._guarded_get_cluster(identifier)
+                answer = await self._guarded(operation, identifier, params, read)
             except errors.PcsError as exc:
                 report.finished(
                     CallResult(
@@ -191,18 +285,24 @@ class PcsClient:
                 )
                 raise
             report.finished(
-                CallResult(SUCCESS, time.perf_counter() - started, fetched.request_id, 200)
+                CallResult(SUCCESS, time.perf_counter() - started, answer.request_id, 200)
             )
-            return fetched
+            return answer
 
-    async def _guarded_get_cluster(self, identifier: str) -> FetchedCluster:
+    async def _guarded(
+        self,
+        operation: str,
+        identifier: str,
+        params: dict[str, Any],
+        read: Callable[[_Answer], R],
+    ) -> R:
         breaker = self.breaker
         try:
             if breaker is not None:
                 breaker.before_call()
-            fetched = await self._get_cluster(identifier)
+            answer = read(await self._send(operation, params))
         except errors.PcsError as exc:
-            _log_failure(identifier, exc)
+            _log_failure(operation, identifier, exc)
             if breaker is not None and not isinstance(exc, errors.CircuitOpen):
                 if exc.upstream_failure:
                     breaker.failed()
@@ -219,13 +319,14 @@ class PcsClient:
             raise
         if breaker is not None:
             breaker.succeeded()
-        return fetched
+        return answer
 
-    async def _get_cluster(self, identifier: str) -> FetchedCluster:
+    async def _send(self, operation: str, params: dict[str, Any]) -> _Answer:
+        method = getattr(self._client, OPERATIONS[operation])
         try:
-            answer = await self._client.get_cluster(clusterIdentifier=identifier)
+            answer = await method(**params)
         except ClientError as exc:
-            raise _from_client_error(exc) from exc
+            raise _from_client_error(exc, operation) from exc
         except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError) as exc:
             raise errors.GatewayCredentialsError(
                 "The gateway has no usable AWS credentials.", detail=_describe(exc)
@@ -235,29 +336,88 @@ class PcsClient:
                 "PCS could not be reached.", detail=_describe(exc)
             ) from exc
         metadata = answer.get("ResponseMetadata", {})
-        request_id = metadata.get("RequestId")
-        raw = answer.get("cluster")
-        if not isinstance(raw, Mapping):
-            # botocore reads an unparsable or cut-off body as an empty answer.
-            raise errors.UpstreamUnavailable(
-                _UNREADABLE,
-                request_id=request_id,
-                http_status=metadata.get("HTTPStatusCode"),
-                detail="the answer has no readable cluster member",
-            )
-        try:
-            cluster = parse_cluster(raw)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise errors.UpstreamUnavailable(
-                _UNREADABLE,
-                request_id=request_id,
-                http_status=metadata.get("HTTPStatusCode"),
-                detail=f"the cluster does not fit the model: {_describe(exc)}",
-            ) from exc
-        return FetchedCluster(cluster=cluster, wire=_json_ready(raw), request_id=request_id)
+        return _Answer(answer, metadata.get("RequestId"), metadata.get("HTTPStatusCode"))
 
 
-def _from_client_error(exc: ClientError) -> errors.PcsError:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    body: Mapping[str, Any]
+    request_id: str | None
+    http_status: int | None
+
+
+def _unreadable(answer: _Answer, detail: str) -> errors.UpstreamUnavailable:
+    return errors.UpstreamUnavailable(
+        _UNREADABLE, request_id=answer.request_id, http_status=answer.http_status, detail=detail
+    )
+
+
+def _member(answer: _Answer, name: str) -> dict[str, Any]:
+    raw = answer.body.get(name)
+    if not isinstance(raw, Mapping):
+        # botocore reads an unparsable or cut-off body as an empty answer.
+        raise _unreadable(answer, f"the answer has no readable {name} member")
+    ready: dict[str, Any] = _json_ready(raw)
+    return ready
+
+
+def _parsed(
+    answer: _Answer, parse: Callable[[dict[str, Any]], T], raw: dict[str, Any], what: str
+) -> T:
+    try:
+        return parse(raw)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _unreadable(answer, f"the {what} does not fit the model: {_describe(exc)}") from exc
+
+
+def _paging(params: dict[str, Any], max_results: int, next_token: str | None) -> dict[str, Any]:
+    params["maxResults"] = max_results
+    if next_token is not None:
+        params["nextToken"] = next_token
+    return params
+
+
+def _page_of(member: str) -> Callable[[_Answer], FetchedWire]:
+    def read(answer: _Answer) -> FetchedWire:
+        items = answer.body.get(member)
+        token = answer.body.get("nextToken")
+        if items is None:
+            items = []
+        if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+            raise _unreadable(answer, f"the {member} member is not a list of summaries")
+        if token is not None and not isinstance(token, str):
+            raise _unreadable(answer, "the nextToken is not a string")
+        wire: dict[str, Any] = {"items": _json_ready(items), "nextToken": token}
+        return FetchedWire(wire, answer.request_id)
+
+    return read
+
+
+def _resource_of(
+    member: str, parse: Callable[[dict[str, Any]], object]
+) -> Callable[[_Answer], FetchedWire]:
+    def read(answer: _Answer) -> FetchedWire:
+        raw = _member(answer, member)
+        _parsed(answer, parse, raw, member)
+        return FetchedWire(raw, answer.request_id)
+
+    return read
+
+
+def _read_cluster(answer: _Answer) -> FetchedCluster:
+    raw = _member(answer, "cluster")
+    cluster = _parsed(answer, parse_cluster, raw, "cluster")
+    return FetchedCluster(cluster=cluster, wire=raw, request_id=answer.request_id)
+
+
+def _read_tags(answer: _Answer) -> FetchedWire:
+    tags = answer.body.get("tags") or {}
+    if not isinstance(tags, Mapping):
+        raise _unreadable(answer, "the tags member is not a map")
+    return FetchedWire({str(k): str(v) for k, v in tags.items()}, answer.request_id)
+
+
+def _from_client_error(exc: ClientError, operation: str = GET_CLUSTER) -> errors.PcsError:
     response: Mapping[str, Any] = exc.response
     error: Mapping[str, Any] = response.get("Error", {})
     metadata: Mapping[str, Any] = response.get("ResponseMetadata", {})
@@ -278,7 +438,8 @@ def _from_client_error(exc: ClientError) -> errors.PcsError:
     members["detail"] = _describe(exc)
     known = errors.BY_SHAPE.get(code)
     if known is not None:
-        return known(_MESSAGES[code], **members)
+        message = _MESSAGES[code].format(noun=_NOUNS.get(operation, "resource"))
+        return known(message, **members)
     if code in errors.CREDENTIAL_ERROR_CODES:
         return errors.GatewayCredentialsError(
             "PCS did not accept the gateway's AWS credentials.", **members
@@ -305,7 +466,7 @@ def _describe(exc: BaseException) -> str:
     return " <- ".join(parts)
 
 
-def _log_failure(identifier: str, exc: errors.PcsError) -> None:
+def _log_failure(operation: str, identifier: str, exc: errors.PcsError) -> None:
     """Each failed call once, with its cause; how loud depends on who must act."""
     if isinstance(exc, errors.GatewayCredentialsError):
         level = logging.ERROR  # an operator must fix the gateway's credentials
@@ -320,7 +481,8 @@ def _log_failure(identifier: str, exc: errors.PcsError) -> None:
     if log.isEnabledFor(level):
         log.log(
             level,
-            "GetCluster %s failed: %s%s (request id %s): %s",
+            "%s %s failed: %s%s (request id %s): %s",
+            operation,
             identifier,
             type(exc).__name__,
             f" {exc.aws_error_code}" if exc.aws_error_code else "",
@@ -331,11 +493,11 @@ def _log_failure(identifier: str, exc: errors.PcsError) -> None:
 
 # Messages are the gateway's own: PCS's text can echo input and is not meant for end users.
 _MESSAGES = {
-    "ResourceNotFoundException": "No cluster with this identifier exists.",
+    "ResourceNotFoundException": "No {noun} with this identifier exists.",
     "ValidationException": "PCS rejected the request's input.",
     "ThrottlingException": "PCS is throttling requests; retry later.",
-    "ConflictException": "The request conflicts with the cluster's current state.",
-    "AccessDeniedException": "The gateway is not allowed to read this cluster.",
+    "ConflictException": "The request conflicts with the {noun}'s current state.",
+    "AccessDeniedException": "The gateway is not allowed to read this {noun}.",
     "InternalServerException": "PCS failed to answer.",
 }
 

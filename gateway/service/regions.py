@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from gateway.pcs.client import PcsClient
 from gateway.service.clusters import ClusterService
+from gateway.service.resources import ResourceServices
 
 
 class UnknownRegion(ValueError):
@@ -25,6 +26,8 @@ class RegionServices:
     name: str
     client: PcsClient
     clusters: ClusterService
+    #: Queues, compute node groups, tags and list pages.
+    resources: ResourceServices
 
 
 class Regions:
