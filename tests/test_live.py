@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from gateway.app import create_app
 from gateway.config import Settings
@@ -124,9 +125,15 @@ class WsClient:
 
 
 @asynccontextmanager
-async def ws_client(url: str, **init: Any) -> AsyncIterator[WsClient]:
+async def ws_client(
+    url: str, headers: dict[str, str] | None = None, **init: Any
+) -> AsyncIterator[WsClient]:
     address = url.replace("http://", "ws://") + "/graphql"
-    async with connect(address, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
+    async with connect(
+        address,
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        additional_headers=headers,
+    ) as socket:
         await socket.send(json.dumps({"type": "connection_init", "payload": init}))
         ack = json.loads(await asyncio.wait_for(socket.recv(), 10))
         assert ack["type"] == "connection_ack"
@@ -144,8 +151,14 @@ class SseClient:
         self.events: list[tuple[str, Any]] = []
         self.ended = asyncio.Event()
 
-    async def run(self, http: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> None:
-        headers = {"accept": "text/event-stream"}
+    async def run(
+        self,
+        http: httpx.AsyncClient,
+        query: str,
+        variables: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        headers = {"accept": "text/event-stream", **(headers or {})}
         body = {"query": query, "variables": variables}
         try:
             async with http.stream("POST", "/graphql", json=body, headers=headers) as response:
@@ -385,3 +398,71 @@ async def test_sigterm_completes_subscriptions_closes_sockets_and_exits_0(
         assert "websocket connection ended" in output
     finally:
         await asyncio.to_thread(serve.stop)
+
+
+READER_KEY = "live-reader-key-5b2c9e0f7d1a"
+ADMIN_KEY = "live-admin-key-8e3f1a6c4b9d"
+SECRETS = """
+subscription Secrets($id: String!) {
+  clusterUpdated(identifier: $id) { name slurmConfiguration { authKey { secretArn } } }
+}
+"""
+
+
+@pytest.fixture
+def guarded_gateway(live_emulator: LiveEmulator) -> Iterator[ServerThread]:
+    settings = Settings(
+        **FAST,
+        api_keys=f"{READER_KEY}, {ADMIN_KEY}:pcs-gateway:secrets",
+        cors_allow_origins="https://portal.example.com",
+    )
+    server = ServerThread(create_app(settings)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_subscriptions_authenticate_as_queries_and_guard_secret_references(
+    guarded_gateway: ServerThread,
+) -> None:
+    url = guarded_gateway.url
+    with pytest.raises(InvalidStatus) as refused:
+        async with ws_client(url):
+            pass
+    assert refused.value.response.status_code == 403
+    async with ws_client(url, {"x-api-key": READER_KEY}) as reader:
+        await reader.subscribe("r", SECRETS, {"id": "live-0"})
+        assert await until(lambda: len(reader.messages.get("r", [])) == 1, 10)
+    (event,) = reader.messages["r"]
+    assert event["payload"]["data"]["clusterUpdated"]["slurmConfiguration"]["authKey"] is None
+    assert event["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        anonymous = await http.post(
+            "/graphql",
+            json={"query": SECRETS, "variables": {"id": "live-0"}},
+            headers={"accept": "text/event-stream"},
+        )
+        assert anonymous.status_code == 401
+        admin = SseClient()
+        stream = asyncio.create_task(
+            admin.run(http, SECRETS, {"id": "live-0"}, {"x-api-key": ADMIN_KEY})
+        )
+        assert await until(lambda: len(admin.data()) == 1, 10)
+        stream.cancel()
+    auth_key = admin.data()[0]["clusterUpdated"]["slurmConfiguration"]["authKey"]
+    assert auth_key["secretArn"].startswith("arn:aws:secretsmanager:")
+
+
+async def test_websocket_upgrades_from_other_origins_are_refused(
+    guarded_gateway: ServerThread,
+) -> None:
+    key = {"x-api-key": READER_KEY}
+    with pytest.raises(InvalidStatus) as refused:
+        async with ws_client(guarded_gateway.url, {**key, "origin": "https://evil.example"}):
+            pass
+    assert refused.value.response.status_code == 403
+    portal = {**key, "origin": "https://portal.example.com"}
+    async with ws_client(guarded_gateway.url, portal) as client:
+        await client.subscribe("p", CLUSTER_UPDATED, {"id": "live-0"})
+        assert await until(lambda: len(client.data("p")) == 1, 10)
