@@ -26,7 +26,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.emulator.app import create_emulator
 from gateway.emulator.seed import demo_clusters
-from tests.servers import Emulator, RedisServer, ServerThread
+from tests.support.servers import Emulator, RedisServer, ServerThread
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 

@@ -140,6 +140,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "PCS_GATEWAY_CACHE_TTL_TRANSITIONAL_SECONDS": str(args.interval),
         "PCS_GATEWAY_LIVE_MAX_SUBSCRIPTIONS_PER_CALLER": str(args.subscribers + 10),
         "PCS_GATEWAY_RATE_LIMIT": "",
+        "PCS_GATEWAY_WEBSOCKETS": "true",
         "PCS_GATEWAY_LOG_LEVEL": "warning",
     }
     gateway = await asyncio.create_subprocess_exec(

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.emulator.app import create_emulator
-from tests.servers import Emulator, RedisServer, ServerThread
+from tests.support.servers import Emulator, RedisServer, ServerThread
 
 IDENTIFIERS = ["demo-full", "demo-active", "demo-suspended", "demo-update-failed", "demo-minimal"]
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"

@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 QUERY = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()
 IDENTIFIERS = ["demo-full", "demo-active", "demo-creating", "demo-minimal"]

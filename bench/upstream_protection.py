@@ -31,7 +31,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.emulator.app import create_emulator
 from gateway.emulator.seed import minimal
-from tests.servers import Emulator, ServerThread
+from tests.support.servers import Emulator, ServerThread
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 

@@ -7,7 +7,8 @@ import contextlib
 import gc
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
@@ -20,7 +21,7 @@ from gateway.coordination.budget import RedisTokens
 from gateway.coordination.changes import ChangeChannels
 from gateway.coordination.lease import Leases
 from gateway.coordination.link import connect, coordination_url
-from gateway.demo import DEMO_CREDENTIALS, DEMO_REGION, running_emulator
+from gateway.demo import DEMO_CREDENTIALS, DEMO_REGIONS, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
 from gateway.graphql.cursors import Cursors
@@ -33,6 +34,7 @@ from gateway.http.view import GraphQLView
 from gateway.observe.metrics import (
     Metrics,
     MetricsMiddleware,
+    RegionBudget,
     cache_families,
     hit_counter,
     upstream_families,
@@ -41,13 +43,14 @@ from gateway.observe.request_log import RequestLogMiddleware, hit_observer
 from gateway.observe.tracing import Tracing
 from gateway.observe.upstream import ObservedCalls, ObservedLookups
 from gateway.pcs.client import PcsClient
+from gateway.security.caller_rate_limit import CallerLimit
 from gateway.security.layers import security_middleware
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
 from gateway.service.live import LiveStatus
 from gateway.service.regions import Regions, RegionServices
 from gateway.service.resources import ResourceServices
-from gateway.service.store import CacheStore
+from gateway.service.store import CacheStats, CacheStore
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,10 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_environment()
     )
     metrics = Metrics(max_operation_names=settings.metrics_max_operation_names)
-    state = GatewayState(settings=settings, observe=ObserveParts(metrics, tracing))
+    caller_limit = CallerLimit(settings)
+    state = GatewayState(
+        settings=settings, observe=ObserveParts(metrics, tracing), caller_budget=caller_limit
+    )
     connections = OpenConnections()
     state.on_drain.append(connections.close_all)
     metrics.watch(lambda: live_families(state, connections))
@@ -80,7 +86,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         middleware=[
             Middleware(RequestLogMiddleware, metrics=metrics, tracing=tracing),
             Middleware(MetricsMiddleware, metrics=metrics),
-            *security_middleware(settings),
+            *security_middleware(settings, caller_limit),
             Middleware(LiveConnections, connections=connections),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
@@ -97,6 +103,19 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     answers.observers.append(hit_counter(metrics))
     answers.observers.append(hit_observer(metrics, tracing))
     return answers
+
+
+def region_names(settings: Settings, environ: Mapping[str, str]) -> tuple[str | None, ...]:
+    """The regions to serve, the default first: as configured, the demo's, or the SDK's one.
+
+    None stands for the region the SDK finds itself (AWS_DEFAULT_REGION, the profile).
+    """
+    if settings.regions:
+        return tuple(settings.regions)
+    if settings.demo:
+        return DEMO_REGIONS
+    # botocore reads AWS_DEFAULT_REGION only; the other SDKs honour AWS_REGION first.
+    return (environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,)
 
 
 def shared_budget(redis: Redis, settings: Settings) -> Callable[[str], RedisTokens]:
@@ -129,6 +148,14 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             endpoint_url = await stack.enter_async_context(running_emulator())
             state.demo_endpoint = endpoint_url
             credentials = DEMO_CREDENTIALS
+        if settings.pcs_retry_budget_seconds > settings.request_deadline_seconds:
+            # Refused at start in production; here requests past their deadline get the
+            # stale copy, or UPSTREAM_UNAVAILABLE, while the call goes on.
+            log.warning(
+                "PCS attempts may take %g s, beyond the %g s request deadline",
+                settings.pcs_retry_budget_seconds,
+                settings.request_deadline_seconds,
+            )
         coordination = coordination_url(settings)
         redis = None
         if coordination is not None:
@@ -139,37 +166,44 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             )
             state.coordination.channels.start()
             stack.push_async_callback(state.coordination.channels.close)
+        leases = None if state.coordination is None else state.coordination.leases
         backend = cache.make_backend(settings, state.stats)
         store = CacheStore(backend, name=cache.describe(settings), stats=state.stats)
         stack.push_async_callback(store.close)
-        client = await stack.enter_async_context(
-            PcsClient.open(
-                settings,
-                endpoint_url=endpoint_url,
-                region_name=DEMO_REGION if settings.demo else None,
-                credentials=credentials,
-                observer=ObservedCalls(metrics=metrics, tracer=tracer),
-                shared_tokens=None if redis is None else shared_budget(redis, settings),
-            )
-        )
         state.store = store
-        state.client = client
-        leases = None if state.coordination is None else state.coordination.leases
-        state.service = ClusterService(
-            client,
-            store,
-            settings,
-            state.stats,
-            observer=ObservedLookups(tracer=tracer),
-            leases=leases,
-        )
-        if settings.cursor_key is not None:
-            state.graphql.cursors = Cursors(settings.cursor_key.get_secret_value().encode())
-        state.graphql.apq = PersistedQueries(
-            max_entries=settings.persisted_queries_max_entries,
-            shared=store if store.kind == "redis" else None,
-        )
-        stack.push_async_callback(state.service.close)
+        served: dict[str, RegionServices] = {}
+        for wanted in region_names(settings, os.environ):
+            # One client a region: its own connections, rate budget and breaker; the SDK
+            # resolves each region's endpoint (or AWS_ENDPOINT_URL[_PCS] for all of them).
+            client = await stack.enter_async_context(
+                PcsClient.open(
+                    settings,
+                    endpoint_url=endpoint_url,
+                    region_name=wanted,
+                    credentials=credentials,
+                    observer=ObservedCalls(metrics=metrics, tracer=tracer),
+                    shared_tokens=None if redis is None else shared_budget(redis, settings),
+                )
+            )
+            region = client.region
+            service = ClusterService(
+                client,
+                store,
+                settings,
+                # The default region's counters are the state's, beside the store's own.
+                state.stats if not served else CacheStats(),
+                observer=ObservedLookups(tracer=tracer, region=region),
+                leases=leases,
+            )
+            stack.push_async_callback(service.close)
+            resources = ResourceServices(
+                client, store, settings, observer=ObservedLookups(tracer=tracer, region=region)
+            )
+            stack.push_async_callback(resources.close)
+            served[region] = RegionServices(region, client, service, resources)
+        regions = state.regions = Regions(served, default=next(iter(served)))
+        default = regions.get()
+        state.client, state.service = default.client, default.clusters
         state.live = LiveStatus(
             settings,
             channels=None if state.coordination is None else state.coordination.channels,
@@ -177,18 +211,26 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         )
         stack.push_async_callback(state.live.close)
         state.on_drain.insert(0, state.live.close)  # subscriptions complete, then sockets close
-        region = client.region
-        resources = ResourceServices(
-            client, store, settings, observer=ObservedLookups(tracer=tracer)
-        )
-        stack.push_async_callback(resources.close)
-        state.regions = Regions(
-            {region: RegionServices(region, client, state.service, resources)}, default=region
+        if settings.cursor_key is not None:
+            state.graphql.cursors = Cursors(settings.cursor_key.get_secret_value().encode())
+        state.graphql.apq = PersistedQueries(
+            max_entries=settings.persisted_queries_max_entries,
+            max_bytes=settings.persisted_queries_max_bytes,
+            max_document_bytes=settings.persisted_query_max_document_bytes,
+            shared=store if store.kind == "redis" else None,
+            shared_max_bytes=settings.persisted_queries_shared_max_bytes,
         )
         metrics.watch(
             lambda: itertools.chain(
-                cache_families(state.stats, store.kind, lambda: store.degraded),
-                upstream_families(client.limiter, client.breaker),
+                cache_families(
+                    {r.name: r.clusters.stats for r in regions},
+                    state.stats,
+                    store.kind,
+                    lambda: store.degraded,
+                ),
+                upstream_families(
+                    RegionBudget(r.name, r.client.limiter, r.client.breaker) for r in regions
+                ),
             )
         )
         if metrics.multiprocess_dir is not None:
@@ -209,7 +251,7 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         state.ready = True
         log.info(
             "gateway ready: PCS at %s, cache %s%s",
-            client.endpoint,
+            ", ".join(r.client.endpoint for r in regions),
             store.name,
             " (demo emulator)" if settings.demo else "",
         )
@@ -220,4 +262,4 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
             state.draining = True
 
 
-__all__ = ["GatewayState", "create_app", "lifespan"]
+__all__ = ["GatewayState", "create_app", "lifespan", "region_names"]

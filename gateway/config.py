@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +13,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from gateway.api_keys import parse_api_keys, read_api_keys_file
 
 ENV_PREFIX = "PCS_GATEWAY_"
+#: Most regions one gateway serves: each holds a client, a breaker and a metrics label set.
+MAX_REGIONS = 32
+#: An AWS region name: us-east-1, eu-central-2, us-gov-west-1, cn-northwest-1...
+REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
 
 class Environment(StrEnum):
@@ -81,9 +86,23 @@ class Settings(BaseSettings):
         'e.g. {"X-API-Key": ""}.',
     )
 
+    regions: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="AWS regions served, comma-separated (e.g. us-east-1,eu-west-1); the first "
+        "is the default, asked when a field names no region. Empty: the region of AWS_REGION "
+        f"(or AWS_DEFAULT_REGION); with demo on, the demo's regions. At most {MAX_REGIONS}.",
+    )
+
     cache_url: str = Field(
         "memory://",
         description="memory:// (in-process), redis://[:password@]host:port/db, or rediss:// (TLS).",
+    )
+    cache_namespace: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Names the AWS account in every cluster cache key, so deployments of "
+        "different accounts or roles sharing one Redis never serve each other's clusters. "
+        "Default: the account id of AWS_ROLE_ARN when set, else a digest of the access key id.",
     )
     cache_max_entries: int = Field(
         5000,
@@ -142,13 +161,20 @@ class Settings(BaseSettings):
         50, ge=1, le=1000, description="Connections the PCS client keeps open at most."
     )
     pcs_connect_timeout_seconds: Seconds = Field(2.0, description="Connect timeout for PCS calls.")
-    # Well under the request deadline, so a retry can still answer the request that waits.
-    pcs_read_timeout_seconds: Seconds = Field(2.0, description="Read timeout for PCS calls.")
+    # Attempts, read timeouts and backoff together fit the request deadline (see
+    # `pcs_retry_budget_seconds`), so a retry can still answer the request that waits.
+    pcs_read_timeout_seconds: Seconds = Field(
+        2.0, description="Read timeout of one attempt of a PCS call."
+    )
     pcs_retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
         "standard", description="botocore retry mode for throttling and 5xx answers."
     )
     pcs_max_attempts: int = Field(
-        3, ge=1, le=10, description="Attempts per PCS call, the first included."
+        2,
+        ge=1,
+        le=10,
+        description="Attempts per PCS call, the first included; with the read timeout and "
+        "the backoff between them they must fit the request deadline (checked at start).",
     )
 
     # Upstream protection: deadline, rate limit, circuit breaker.
@@ -248,6 +274,28 @@ class Settings(BaseSettings):
         description="Documents of automatic persisted queries kept in memory (and in Redis "
         "when the cache is Redis); 0 turns persisted queries off.",
     )
+    persisted_queries_max_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Bytes the documents of persisted queries take in memory at most; the "
+        "least recently used go first.",
+    )
+    persisted_query_max_document_bytes: int = Field(
+        16 * 1024,
+        ge=256,
+        le=10_000_000,
+        description="Largest document registered as a persisted query; a larger one still "
+        "runs when sent, but is not kept.",
+    )
+    persisted_queries_shared_max_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=0,
+        le=1024 * 1024 * 1024,
+        description="Bytes of documents written to a shared Redis per day, so persisted "
+        "queries never push clusters, quotas or stale copies out of it; 0 keeps them "
+        "in memory only.",
+    )
 
     # Observability: logs, metrics, worker processes.
     log_format: Literal["auto", "json", "console"] = Field(
@@ -269,6 +317,13 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Worker processes `serve` runs; above 1 needs PROMETHEUS_MULTIPROC_DIR.",
+    )
+
+    websockets: bool = Field(
+        False,
+        description="Serve GraphQL over WebSocket (graphql-transport-ws) on /graphql; each "
+        "operation on a connection is authorized, rate-limited and given a deadline as an "
+        "HTTP request is. Off: the handshake is refused with 403.",
     )
 
     max_body_bytes: int = Field(
@@ -401,6 +456,24 @@ class Settings(BaseSettings):
             origins.append(normal)
         return origins
 
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _split_regions(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _region_names(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_REGIONS:
+            raise ValueError(f"at most {MAX_REGIONS} regions")
+        if not all(REGION_NAME.fullmatch(name) for name in value):
+            raise ValueError("each region is a region name such as eu-west-1")
+        if len(set(value)) != len(value):
+            raise ValueError("a region is listed twice")
+        return value
+
     @field_validator("rate_limit")
     @classmethod
     def _rate_limit_parses(cls, value: str | None) -> str | None:
@@ -433,6 +506,26 @@ class Settings(BaseSettings):
                 f"(or {ENV_PREFIX}ALLOW_UNAUTHENTICATED=true to serve anyone)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _retries_fit_the_deadline(self) -> Settings:
+        if (
+            self.environment is Environment.PRODUCTION
+            and self.pcs_retry_budget_seconds > self.request_deadline_seconds
+        ):
+            raise ValueError(
+                f"{ENV_PREFIX}PCS_READ_TIMEOUT_SECONDS x {ENV_PREFIX}PCS_MAX_ATTEMPTS plus "
+                f"backoff ({self.pcs_retry_budget_seconds:g} s) must fit "
+                f"{ENV_PREFIX}REQUEST_DEADLINE_SECONDS ({self.request_deadline_seconds:g} s)"
+            )
+        return self
+
+    @property
+    def pcs_retry_budget_seconds(self) -> float:
+        """The longest one PCS call can take: every attempt's read timeout, and botocore's
+        longest backoff between them (up to 2^(n-1) s before retry n, at most 20 s)."""
+        backoff = sum(min(2.0 ** (n - 1), 20.0) for n in range(1, self.pcs_max_attempts))
+        return self.pcs_read_timeout_seconds * self.pcs_max_attempts + backoff
 
     @property
     def authentication_configured(self) -> bool:

@@ -44,6 +44,8 @@ class RequestRecord:
     #: Cluster cache lookups by outcome: hit, negative_hit, miss, coalesced, stale.
     lookups: dict[str, int] = field(default_factory=dict)
     aws_request_ids: list[str] = field(default_factory=list)
+    #: The regions the request's lookups and PCS calls went to, in first-asked order.
+    regions: list[str] = field(default_factory=list)
 
     def cache_outcome(self) -> str | None:
         """The lookups' outcomes in one word, or joined with `+` when they differ."""
@@ -71,6 +73,13 @@ def note_lookup(outcome: str, aws_request_id: str | None = None) -> None:
     if record is not None:
         record.lookups[outcome] = record.lookups.get(outcome, 0) + 1
         note_upstream(aws_request_id)
+
+
+def note_region(region: str) -> None:
+    """A region the current request looked a resource up in (one of those served)."""
+    record = _CURRENT.get()
+    if record is not None and region and region not in record.regions:
+        record.regions.append(region)
 
 
 def note_upstream(aws_request_id: str | None) -> None:
@@ -102,10 +111,10 @@ class Caller:
 class AnswerFacts:
     """What the GraphQL layer learnt while building one answer, for the answer cache.
 
-    `resources` maps each resource in the answer (a cluster by its id; a queue, node group,
-    tag set or list page by its key) to when PCS sent that value; `ages`
-    lists each `ageSeconds` field as (response key, fetched_at, value as resolved), so a
-    reused answer states the age at the time it is sent.
+    `resources` maps each resource in the answer (a cluster by its ARN, unique across
+    regions; a queue, node group, tag set or list page by its cache key) to when PCS sent
+    that value; `ages` lists each `ageSeconds` field as (response key, fetched_at, value as
+    resolved), so a reused answer states the age at the time it is sent.
     """
 
     reusable: bool

@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
-import httpx
 import pytest
 
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.emulator.app import create_emulator
-from tests.servers import Emulator, RedisServer, ServerThread, redis_url_from_environment
-
-# The emulator checks that requests are signed; any key but the refused ones will do.
-AWS_TEST_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "AKIDTESTGATEWAY",
-    "AWS_SECRET_ACCESS_KEY": "test-secret-value-9f8e7d",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-# What must never reach a client: a stack trace, a Python file or module path, the secret.
-_LEAKS = re.compile(
-    r"Traceback|\w\.py\b|\bgateway\.[a-z_]+|\b(?:botocore|aiobotocore|aiohttp|strawberry)\b|"
-    + re.escape(AWS_TEST_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"])
+from tests.support.gateway import (
+    AWS_TEST_ENVIRONMENT,
+    Gateway,
+    GatewayFactory,
+    InProcessGateway,
 )
-
-
-def assert_no_leaks(answer: Any) -> None:
-    """Fail when an answer carries a stack trace, a file or module path, or the AWS secret."""
-    text = json.dumps(answer)
-    found = _LEAKS.search(text)
-    assert found is None, f"an answer leaks {found.group()!r}: {text[:500]}"
+from tests.support.oidc import KeySetServer
+from tests.support.servers import (
+    Emulator,
+    RedisServer,
+    ServerThread,
+    redis_url_from_environment,
+)
 
 
 @pytest.fixture(scope="session")
@@ -60,40 +47,29 @@ def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-class Gateway:
-    """A running gateway: its URL, an HTTP client, and a GraphQL helper."""
-
-    def __init__(self, server: ServerThread, app: Any) -> None:
-        self.url = server.url
-        self.app = app
-        self.http = httpx.Client(base_url=server.url, timeout=30)
-
-    def query(self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        response = self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, **kwargs
-        )
-        answer = response.json()
-        # Every answer any test reads through here is checked for leaks.
-        assert_no_leaks(answer)
-        return answer
-
-    @property
-    def stats(self) -> Any:
-        return self.app.state.gateway.stats
-
-
-GatewayFactory = Callable[..., Gateway]
+#: Where a test's gateways run: `@pytest.mark.gateway("in_process")` on a module or test.
+GATEWAY_PLACES = ("uvicorn", "in_process")
 
 
 @pytest.fixture
-def start_gateway(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[GatewayFactory]:
-    """Start gateways pointed at the emulator through AWS_ENDPOINT_URL_PCS."""
+def start_gateway(
+    request: pytest.FixtureRequest, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[GatewayFactory]:
+    """Start gateways pointed at the emulator: on uvicorn, or in process where marked so."""
+    marker = request.node.get_closest_marker("gateway")
+    place = marker.args[0] if marker is not None else "uvicorn"
+    if place not in GATEWAY_PLACES:
+        raise pytest.UsageError(f"gateway marker: {place!r} is not one of {GATEWAY_PLACES}")
     emulator.reset()
     monkeypatch.setenv("AWS_ENDPOINT_URL_PCS", emulator.url)
     with ExitStack() as stack:
 
         def start(**settings: Any) -> Gateway:
             app = create_app(Settings(**settings))
+            if place == "in_process":
+                in_process = InProcessGateway(app)
+                stack.callback(in_process.close)
+                return in_process
             server = ServerThread(app).start()
             stack.callback(server.stop)
             return Gateway(server, app)
@@ -131,3 +107,13 @@ def redis_server_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[KeySetServer]:
+    """A local OIDC key set server, for the modules that mint tokens."""
+    server = KeySetServer()
+    try:
+        yield server
+    finally:
+        server.server.stop()

@@ -17,12 +17,16 @@ from gateway.config import Settings
 from gateway.context import AnswerFacts, Caller, RequestContext
 from gateway.emulator.seed import minimal
 from gateway.http.answer_cache import AnswerCache, AnswerStats
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator, ServerThread
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.servers import Emulator, ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()
 STATUS = "query($i: String!) { cluster(identifier: $i) { name status } }"
+
+
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def post(gateway: Gateway, query: str, variables: dict[str, Any], **kwargs: Any) -> httpx.Response:
@@ -145,6 +149,7 @@ def test_a_refresh_bypasses_the_cache_and_later_answers_are_rebuilt(
     assert answers(gateway).stats.hits == 1
 
 
+@pytest.mark.slow
 def test_errors_are_never_stored(gateway: Gateway, emulator: Emulator) -> None:
     for _ in range(3):
         answer = post(gateway, STATUS, {"i": "error-not-found"}).json()

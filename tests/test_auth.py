@@ -7,22 +7,17 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet
-from starlette.types import Receive, Scope, Send
 
 from gateway.config import SettingsError, load_settings
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import Emulator, ServerThread
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.oidc import ISSUER, KeySetServer, bearer, mint, oidc_settings
+from tests.support.servers import Emulator
 
-ISSUER = "https://idp.example.test/"
-AUDIENCE = "pcs-gateway"
 READER_KEY = "reader-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
 STATUS = 'query { cluster(identifier: "demo-active") { name status } }'
@@ -37,70 +32,8 @@ SECRETS = """query { cluster(identifier: "demo-full") {
 } }"""
 
 
-class KeySetServer:
-    """Serves a JSON Web Key Set the test can rotate, counting fetches."""
-
-    def __init__(self) -> None:
-        self.keys: list[ECKey] = []
-        self.fetches = 0
-        #: When set, the status every fetch gets instead of the keys.
-        self.failing: int | None = None
-        self.server = ServerThread(self, lifespan="off").start()
-        self.url = f"{self.server.url}/jwks.json"
-
-    def new_key(self, kid: str) -> ECKey:
-        return ECKey.generate_key("P-256", parameters={"kid": kid, "alg": "ES256", "use": "sig"})
-
-    def publish(self, *keys: ECKey) -> None:
-        self.keys = list(keys)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert scope["type"] == "http"
-        self.fetches += 1
-        if self.failing is not None:
-            await send({"type": "http.response.start", "status": self.failing, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        body = httpx.Response(200, json=KeySet(list(self.keys)).as_dict(private=False)).content
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-@pytest.fixture(scope="module")
-def jwks() -> Iterator[KeySetServer]:
-    server = KeySetServer()
-    try:
-        yield server
-    finally:
-        server.server.stop()
-
-
-def mint(key: ECKey, **claims: Any) -> str:
-    """A token signed with `key`, valid for a minute unless the claims say otherwise."""
-    now = int(time.time())
-    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 60, **claims}
-    body = {name: value for name, value in body.items() if value is not None}
-    return jwt.encode({"alg": "ES256", "kid": key.kid}, body, key)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def oidc_settings(jwks: KeySetServer, **more: Any) -> dict[str, Any]:
-    return {
-        "oidc_issuer": ISSUER,
-        "oidc_audience": AUDIENCE,
-        "oidc_jwks_url": jwks.url,
-        "oidc_jwks_min_refresh_seconds": 0.2,
-        **more,
-    }
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def post(gateway: Gateway, query: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -177,10 +110,11 @@ def test_public_routes_and_the_graphiql_page_need_no_credentials(
     assert with_key.json()["data"]["cluster"]["name"] == "demo-active"
 
 
+@pytest.mark.gateway("uvicorn")  # a websocket handshake needs a real server
 def test_the_websocket_handshake_is_refused_without_credentials(
     start_gateway: GatewayFactory,
 ) -> None:
-    gateway = start_gateway(api_keys=READER_KEY)
+    gateway = start_gateway(api_keys=READER_KEY, websockets=True)
     upgrade = {
         "connection": "Upgrade",
         "upgrade": "websocket",
@@ -266,6 +200,7 @@ def test_a_token_with_a_bad_signature_is_refused(
     assert post(gateway, STATUS, bearer(token)).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_rotated_key_is_fetched_and_an_unknown_key_id_refused(
     start_gateway: GatewayFactory, jwks: KeySetServer
 ) -> None:

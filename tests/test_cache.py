@@ -14,13 +14,17 @@ import redis
 from gateway.emulator.seed import demo_clusters, minimal
 from gateway.pcs.model import enum_values
 from gateway.service.store import BoundedMemoryCache, CacheStats
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator, RedisServer
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.servers import Emulator, RedisServer
 
 STATUS_CLUSTERS = [c["name"] for c in demo_clusters()][: len(enum_values("ClusterStatus"))]
 NAME_QUERY = (
     "query($i: String!) { cluster(identifier: $i) { name status freshness { stale ageSeconds } } }"
 )
+
+
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def ask(gateway: Gateway, identifier: str, **kwargs: Any) -> Any:
@@ -56,6 +60,7 @@ def own_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.mark.gateway("uvicorn")  # concurrent clients over a real socket
 async def test_a_burst_of_200_requests_over_10_identifiers_makes_10_calls(
     start_gateway: GatewayFactory, emulator: Emulator, cache_url: str
 ) -> None:
@@ -166,6 +171,7 @@ def test_past_the_maximum_staleness_the_error_arrives(
     assert answer["errors"][0]["extensions"]["code"] == "THROTTLED"
 
 
+@pytest.mark.gateway("uvicorn")  # concurrent clients over a real socket
 def test_a_forced_refresh_asks_pcs_again_through_single_flight(
     gateway: Gateway, emulator: Emulator
 ) -> None:
@@ -259,6 +265,7 @@ def test_a_batch_over_the_limit_is_refused_before_pcs(
     assert emulator.calls() == 0
 
 
+@pytest.mark.slow
 def test_distinct_not_found_identifiers_keep_the_memory_cache_at_its_bound(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:

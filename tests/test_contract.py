@@ -13,7 +13,7 @@ import pytest
 
 from gateway.config import ENV_PREFIX, Settings, SettingsError, load_settings
 from gateway.graphql.schema import export_sdl
-from tests.servers import Emulator, free_port
+from tests.support.servers import Emulator, free_port
 
 ROOT = Path(__file__).parent.parent
 
@@ -75,6 +75,7 @@ def _run_cli(
     )
 
 
+@pytest.mark.slow
 def test_cli_exits_2_with_one_line_on_a_bad_setting() -> None:
     env = {**os.environ, "PCS_GATEWAY_CACHE_MAX_ENTRIES": "lots"}
     result = _run_cli("serve", env=env)
@@ -85,6 +86,7 @@ def test_cli_exits_2_with_one_line_on_a_bad_setting() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_export_schema_prints_the_sdl() -> None:
     result = _run_cli("export-schema", env=dict(os.environ))
     assert result.returncode == 0
@@ -124,6 +126,7 @@ def _serve(*args: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]
     return process, url
 
 
+@pytest.mark.slow
 def test_serve_demo_answers_every_field_from_the_built_in_emulator() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PCS_GATEWAY_"))}
     process, url = _serve("--demo", env=env)
@@ -145,6 +148,7 @@ def test_serve_demo_answers_every_field_from_the_built_in_emulator() -> None:
         process.wait(timeout=15)
 
 
+@pytest.mark.slow
 def test_serve_answers_from_any_server_speaking_pcs_at_aws_endpoint_url_pcs(
     emulator: Emulator,
 ) -> None:

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator, RedisServer
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.servers import Emulator, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 OBSERVABILITY = ROOT / "k8s" / "observability"

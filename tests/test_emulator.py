@@ -11,10 +11,11 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from gateway.emulator.seed import FUTURE_VALUE_CLUSTERS, demo_clusters, demo_regions
+from gateway.emulator.seed import FUTURE_VALUE_CLUSTERS, demo_clusters
 from gateway.pcs import model
 from gateway.pcs.client import make_session
-from tests.servers import Emulator
+from tests.support.emulator_data import FULL, pages
+from tests.support.servers import Emulator
 
 
 @pytest.fixture
@@ -109,17 +110,6 @@ async def test_list_clusters_pages_through_every_cluster(pcs: Any) -> None:
     assert sorted(names) == sorted(c["name"] for c in demo_clusters())
 
 
-FULL = next(c for c in demo_regions()["us-east-1"] if c["name"] == "demo-full")
-
-
-async def pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    """Every item of a listing, through botocore's paginator."""
-    found: list[dict[str, Any]] = []
-    async for page in client.get_paginator(operation).paginate(**kwargs):
-        found += page[key]
-    return found
-
-
 async def test_queues_and_node_groups_page_and_every_answer_fits_the_model(pcs: Any) -> None:
     problems: list[str] = []
     small = {"PageSize": 2}
@@ -166,7 +156,14 @@ ERROR_MEMBERS = {
 }
 
 
-@pytest.mark.parametrize("identifier", sorted(ERROR_MEMBERS))
+# The SDK retries these two with backoff: seconds each.
+RETRIED = {"error-throttling", "error-internal"}
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [pytest.param(i, marks=pytest.mark.slow) if i in RETRIED else i for i in sorted(ERROR_MEMBERS)],
+)
 async def test_each_exception_arrives_as_botocore_models_it(pcs: Any, identifier: str) -> None:
     code, status, members = ERROR_MEMBERS[identifier]
     with pytest.raises(ClientError) as raised:

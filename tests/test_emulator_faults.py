@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from botocore.exceptions import ClientError
 from gateway.emulator.app import FAULTS_VARIABLE, create_emulator, error_status
 from gateway.emulator.faults import FaultPlanError
 from gateway.pcs.client import make_session
-from tests.servers import Emulator, ServerThread
+from tests.support.servers import Emulator, ServerThread
 
 # The emulator checks a request's SigV4 shape, not its signature.
 SIGNED = {
@@ -68,7 +69,7 @@ def started_with_plan(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An emulator started with a fault plan in its environment."""
     plan = {
         "clusters": {"demo-active": {"error": "ConflictException"}},
-        "global": {"latencySeconds": 0.2},
+        "global": {"latencySeconds": 0.5},
     }
     monkeypatch.setenv(FAULTS_VARIABLE, json.dumps(plan))
     server = ServerThread(create_emulator(), lifespan="off").start()
@@ -79,14 +80,20 @@ def started_with_plan(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_a_plan_given_at_start_applies_from_the_first_call(started_with_plan: str) -> None:
-    started = time.monotonic()
-    conflict = get_cluster(started_with_plan, "demo-active")
+    emulator = Emulator(started_with_plan)
+    with ThreadPoolExecutor(1) as pool:
+        # demo-full waits out the global latency while demo-active is asked.
+        slow = pool.submit(get_cluster, started_with_plan, "demo-full")
+        while emulator.in_flight() != ["demo-full"]:
+            time.sleep(0.01)
+        conflict = get_cluster(started_with_plan, "demo-active")
+        assert emulator.in_flight() == ["demo-full"], "a specific fault replaces the global one"
+        assert slow.result().status_code == 200
     assert error_code(conflict) == "ConflictException"
     assert conflict.json()["resourceId"] == "demo-active"
-    assert time.monotonic() - started < 0.2, "a specific fault replaces the global one"
     started = time.monotonic()
     assert get_cluster(started_with_plan, "demo-full").status_code == 200
-    assert time.monotonic() - started >= 0.2
+    assert time.monotonic() - started >= 0.5
 
 
 @pytest.mark.parametrize(
@@ -188,6 +195,7 @@ def test_a_global_fault_hits_every_cluster_and_retry_after_is_set_by_the_plan(
         assert response.json()["retryAfterSeconds"] == 7
 
 
+@pytest.mark.slow
 async def test_calls_above_the_rate_are_throttled_as_pcs_does(fresh: Emulator) -> None:
     fresh.faults({"rateLimitPerSecond": 5})
     body = json.dumps({"clusterIdentifier": "demo-active"})

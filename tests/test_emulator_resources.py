@@ -25,8 +25,8 @@ from gateway.pcs.compute_node_group import parse_compute_node_group
 from gateway.pcs.queue import parse_queue
 from gateway.pcs.summary import Tags, parse_page, parse_queue_summary, parse_tags
 from gateway.service.clusters import ClusterAnswer
-from tests.servers import Emulator, ServerThread
-from tests.test_emulator import FULL, pages
+from tests.support.emulator_data import FULL, pages
+from tests.support.servers import Emulator, ServerThread
 
 WEST = "eu-west-1"
 

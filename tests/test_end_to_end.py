@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.emulator.seed import demo_clusters, minimal
-from tests.conftest import Gateway
-from tests.expected import as_received, expected_cluster
-from tests.servers import Emulator
+from tests.support.expected import as_received, expected_cluster
+from tests.support.gateway import Gateway
+from tests.support.servers import Emulator
 
 EXAMPLES = Path(__file__).parent.parent / "schema" / "examples"
 FULL_QUERY = (EXAMPLES / "cluster-full.graphql").read_text()
@@ -29,6 +29,10 @@ def test_a_cluster_is_found_by_its_id(gateway: Gateway) -> None:
     assert as_received(answer["data"]["cluster"]) == expected_cluster(wire)
 
 
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
+
+
 SIX_EXCEPTIONS = [
     ("error-not-found", "NOT_FOUND", "ResourceNotFoundException"),
     ("error-validation", "BAD_USER_INPUT", "ValidationException"),
@@ -38,8 +42,17 @@ SIX_EXCEPTIONS = [
     ("error-internal", "UPSTREAM_UNAVAILABLE", "InternalServerException"),
 ]
 
+RETRIED = {"error-throttling", "error-internal"}
 
-@pytest.mark.parametrize(("identifier", "code", "aws_code"), SIX_EXCEPTIONS)
+
+@pytest.mark.parametrize(
+    ("identifier", "code", "aws_code"),
+    [
+        # The SDK retries throttling and internal errors with backoff: seconds each.
+        pytest.param(*case, marks=pytest.mark.slow) if case[0] in RETRIED else case
+        for case in SIX_EXCEPTIONS
+    ],
+)
 def test_each_pcs_exception_has_its_code(
     gateway: Gateway, identifier: str, code: str, aws_code: str
 ) -> None:
@@ -54,6 +67,7 @@ def test_each_pcs_exception_has_its_code(
     assert len(error["extensions"]["requestId"]) == 36
 
 
+@pytest.mark.slow
 def test_pcs_error_members_reach_the_client(gateway: Gateway) -> None:
     query = (
         '{ a: cluster(identifier: "error-not-found") { name } '
@@ -158,7 +172,12 @@ def test_health_and_readiness(gateway: Gateway) -> None:
     assert gateway.http.get("/healthz").status_code == 200
     ready = gateway.http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"cache": "ok", "pcsClient": "ok", "pcsBreaker": "closed"}
+    assert ready.json()["checks"] == {
+        "cache": "ok",
+        "pcsClient": "ok",
+        "pcsBreaker": "closed",
+        "pcsBreakers": {"us-east-1": "closed"},
+    }
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.graphql")), ids=lambda p: p.stem)

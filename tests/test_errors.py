@@ -17,12 +17,16 @@ import pytest
 from graphql.error import GraphQLError
 
 from gateway.graphql.errors import CODES, log_errors, to_contract
-from tests.conftest import AWS_TEST_ENVIRONMENT, Gateway, GatewayFactory
-from tests.servers import Emulator, free_port
+from tests.support.gateway import AWS_TEST_ENVIRONMENT, Gateway, GatewayFactory
+from tests.support.servers import Emulator, free_port
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 CLIENT_LOG = "gateway.pcs.client"
 API_DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+
+
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def failing(gateway: Gateway, identifier: str = "demo-active") -> dict[str, Any]:
@@ -105,7 +109,11 @@ SIX_EXCEPTIONS: list[tuple[str, dict[str, Any], str, int]] = [
 
 @pytest.mark.parametrize(
     ("identifier", "extensions", "message", "calls"),
-    SIX_EXCEPTIONS,
+    [
+        # The SDK retries throttling and internal errors with backoff: seconds each.
+        pytest.param(*case, marks=pytest.mark.slow) if case[3] > 1 else case
+        for case in SIX_EXCEPTIONS
+    ],
     ids=[case[0] for case in SIX_EXCEPTIONS],
 )
 def test_each_pcs_exception_reaches_the_client_with_exact_extensions(
@@ -205,6 +213,7 @@ def test_an_error_code_pcs_does_not_define_is_upstream_unavailable_with_its_code
     assert "UnknownPcsError ShinyNewException" in record.getMessage()
 
 
+@pytest.mark.slow
 def test_a_5xx_with_a_code_pcs_does_not_define_is_retried_and_upstream_unavailable(
     start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc.jwk import ECKey
 
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import free_port
-from tests.test_auth import AUDIENCE, ISSUER, KeySetServer, mint
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.oidc import AUDIENCE, ISSUER, KeySetServer, mint
+from tests.support.servers import free_port
 
 FUZZ = settings(
     max_examples=150,
@@ -118,6 +118,7 @@ def test_random_bytes(target: Gateway, body: bytes, content_type: str) -> None:
     check(target.http.post("/graphql", content=body, headers={"content-type": content_type}))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(payload=json_values)
 def test_random_json(target: Gateway, payload: Any) -> None:
@@ -130,6 +131,7 @@ def test_random_json(target: Gateway, payload: Any) -> None:
     )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(query=json_values, variables=json_values, name=json_values, extensions=json_values)
 def test_random_json_members(
@@ -141,6 +143,7 @@ def test_random_json_members(
     check(target.http.post("/graphql", json=payload))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(query=graphql_like | documents, identifier=json_values, get=st.booleans())
 def test_random_graphql_documents(target: Gateway, query: str, identifier: Any, get: bool) -> None:
@@ -230,6 +233,7 @@ def verifying(start_gateway: GatewayFactory, issuer: tuple[KeySetServer, ECKey])
     signature=st.binary(max_size=80),
     keep_kid=st.booleans(),
 )
+@pytest.mark.slow
 def test_random_tokens_against_a_real_key_set_are_refused(
     verifying: Gateway, header: Any, claims: Any, signature: bytes, keep_kid: bool
 ) -> None:

@@ -4,60 +4,20 @@ from __future__ import annotations
 
 import base64
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import strawberry
+from graphql import parse
 
-from gateway.emulator.seed import demo_regions
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
-
-DETAIL = """
-query ClusterDetail($id: String!) {
-  cluster(identifier: $id) {
-    name id status
-    tags { key value }
-    queues {
-      nodes {
-        name id arn status statusRaw clusterId createdAt modifiedAt
-        computeNodeGroupConfigurations { computeNodeGroupId }
-        slurmConfiguration { slurmCustomSettings { parameterName parameterValue } }
-        errorInfo { code message }
-        tags { key value }
-      }
-    }
-    computeNodeGroups {
-      nodes {
-        name id status amiId subnetIds purchaseOption purchaseOptionRaw
-        scalingConfiguration { minInstanceCount maxInstanceCount }
-        instanceConfigs { instanceType }
-        errorInfo { code message }
-        tags { key value }
-      }
-    }
-  }
-}
-"""
-
-PAGE = """
-query Page($first: Int!, $after: String) {
-  clusterList(first: $first, after: $after) {
-    edges { cursor node { name id status } }
-    nodes { name }
-    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-  }
-}
-"""
-
-
-def counts(emulator: Emulator) -> dict[str, int]:
-    found = emulator.http.get("/_emulator/calls").json()
-    return {k: v for k, v in found.items() if isinstance(v, int) and v}
-
-
-def seeded(region: str = "us-east-1") -> list[str]:
-    return sorted(c["name"] for c in demo_regions()[region])
+from gateway.config import Settings
+from gateway.graphql.limits import fanout
+from gateway.graphql.schema import build_schema
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.graph import DETAIL, EXPECTED_COLD, PAGE, counts, seeded
+from tests.support.servers import Emulator
 
 
 def walk(gateway: Gateway, first: int) -> list[str]:
@@ -134,14 +94,20 @@ def test_a_page_size_outside_1_to_100_is_refused_with_no_call(
     assert counts(emulator) == {}
 
 
-EXPECTED_COLD = {
-    "GetCluster": 1,
-    "ListQueues": 1,
-    "ListComputeNodeGroups": 1,
-    "GetQueue": 4,
-    "GetComputeNodeGroup": 6,
-    "ListTagsForResource": 11,
-}
+@pytest.mark.parametrize("first", [0, 101, 5000])
+def test_a_nested_page_size_outside_1_to_100_costs_no_call_of_the_pages_around_it(
+    gateway: Gateway, emulator: Emulator, first: int
+) -> None:
+    answer = gateway.query(
+        "query($n: Int!) { clusterList(first: 2) { nodes { "
+        "computeNodeGroups(first: $n) { nodes { name } } } } }",
+        {"n": first},
+    )
+    assert answer["data"] is None
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "limit": 100}
+    assert error["message"] == "first must be from 1 to 100."
+    assert counts(emulator) == {}
 
 
 def test_cluster_detail_costs_exactly_its_calls_cold_and_nothing_repeated(
@@ -219,3 +185,136 @@ def test_queue_and_node_group_by_identifier_with_their_cluster(
     (error,) = answer["errors"]
     assert error["path"] == ["missing"]
     assert error["extensions"]["code"] == "NOT_FOUND"
+
+
+# --- fan-out -----------------------------------------------------------------------------
+
+FANOUT = """
+query Fanout($n: Int!) {
+  a: cluster(identifier: "demo-full") { ...Lists }
+  b: clusterList(first: $n) { nodes { name } }
+}
+fragment Lists on Cluster {
+  queues(first: 60) { nodes { name } }
+  computeNodeGroups { edges { node { name } } }
+}
+"""
+
+
+def test_fan_out_over_the_bound_is_refused_before_any_call(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(max_fanout=250)
+    # 1 cluster + 60 queues + 100 node groups (the default page) + 90 clusters = 251.
+    answer = gateway.query(FANOUT, {"n": 90})
+    assert answer["data"] is None
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "limit": 250, "fanout": 251}
+    assert error["message"].startswith("The operation could reach 251 resources")
+    assert counts(emulator) == {}
+    # Pages nest: each node of the outer page may open the inner one.
+    nested = gateway.query(
+        "{ clusterList(first: 3) { nodes { queues(first: 100) { nodes { name } } } } }"
+    )
+    assert nested["errors"][0]["extensions"]["fanout"] == 3 + 3 * 100
+    # Each alias and each spread of a fragment counts.
+    twice = gateway.query(
+        'query { a: cluster(identifier: "demo-full") { ...Q } '
+        'b: cluster(identifier: "demo-full") { ...Q } } '
+        "fragment Q on Cluster { queues(first: 100) { nodes { name } } "
+        "computeNodeGroups(first: 30) { nodes { name } } }"
+    )
+    assert twice["errors"][0]["extensions"]["fanout"] == 2 * (1 + 100 + 30)
+    batch = gateway.query(
+        "query($ids: [String!]!) { clusters(identifiers: $ids) { queues { nodes { name } } } }",
+        {"ids": ["demo-full", "demo-active", "demo-creating"]},
+    )
+    assert batch["errors"][0]["extensions"]["fanout"] == 3 + 3 * 100
+    assert counts(emulator) == {}
+    within = gateway.query(FANOUT, {"n": 89})
+    assert "errors" not in within, within
+    assert len(within["data"]["b"]["nodes"]) == len(seeded()[:89])
+    assert counts(emulator)["ListClusters"] == 1
+
+
+def test_the_default_detail_query_passes_the_fan_out_bound_but_not_the_lookup_limit(
+    gateway: Gateway,
+) -> None:
+    # 1 + 100 + 100 = 201 resources: over the lookup limit's default (100), within max_fanout.
+    settings = Settings()
+    assert settings.lookup_limit < 201 <= settings.max_fanout
+    assert "errors" not in gateway.query(DETAIL, {"id": "demo-full"})
+
+
+# --- the portal examples -----------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "schema" / "examples"
+
+
+def test_the_detail_page_example_costs_its_calls_cold_and_nothing_repeated(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    query = (EXAMPLES / "cluster-detail-page.graphql").read_text()
+    answer = gateway.query(query)
+    assert "errors" not in answer, answer
+    cluster = answer["data"]["cluster"]
+    queues, groups = cluster["queues"]["nodes"], cluster["computeNodeGroups"]["nodes"]
+    assert (len(queues), len(groups)) == (4, 6)
+    # The demo shows every optional member somewhere: the example reads them all.
+    assert any(q["tags"] and q["slurmConfiguration"] is not None for q in queues)
+    assert any(g["tags"] and g["instanceHealthChecks"] is not None for g in groups)
+    assert counts(emulator) == {
+        "GetCluster": 1,
+        "ListQueues": 1,
+        "ListComputeNodeGroups": 1,
+        "GetQueue": len(queues),
+        "GetComputeNodeGroup": len(groups),
+        "ListTagsForResource": 1 + len(queues) + len(groups),
+    }
+    assert gateway.query(query) == answer
+    assert counts(emulator) == EXPECTED_COLD
+
+
+def test_the_list_page_example_pages_on_list_calls_alone(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    query = (EXAMPLES / "cluster-list-page.graphql").read_text()
+    whole = gateway.query(query)
+    page = whole["data"]["clusterList"]
+    assert [e["node"]["name"] for e in page["edges"]] == seeded()
+    assert page["pageInfo"]["hasNextPage"] is False
+    assert counts(emulator) == {"ListClusters": 1}
+    assert gateway.query(query) == whole
+    assert counts(emulator) == {"ListClusters": 1}
+    names: list[str] = []
+    after = None
+    while True:
+        page = gateway.query(query, {"first": 5, "after": after})["data"]["clusterList"]
+        names += [e["node"]["name"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert names == seeded()
+    assert counts(emulator) == {"ListClusters": 1 + 3}
+
+
+def test_the_api_page_shows_both_examples_as_they_are() -> None:
+    api = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    for name in ("cluster-list-page", "cluster-detail-page"):
+        text = (EXAMPLES / f"{name}.graphql").read_text().rstrip()
+        assert f"```graphql\n{text}\n```" in api, name
+
+
+@pytest.mark.parametrize(
+    ("query", "reach"),
+    [
+        ("{ clusterList { nodes { queues { nodes { name } } } } }", 10 + 10 * 100),
+        ("{ clusterList(first: 5) { nodes { queues(first: 20) { nodes { name } } } } }", 105),
+        ('{ queue(cluster: "c", identifier: "q") { computeNodeGroups { name } } }', 1 + 100),
+        ('{ cluster(identifier: "c") { queues { nodes { cluster { name } } } } }', 1 + 100 + 100),
+    ],
+)
+def test_the_fan_out_the_docs_state(query: str, reach: int) -> None:
+    schema = build_schema()
+    assert isinstance(schema, strawberry.Schema)
+    assert fanout(schema._schema, parse(query), None, None) == reach

@@ -14,7 +14,7 @@ from gateway.pcs import client as client_module
 from gateway.pcs import errors
 from gateway.pcs.client import OPERATIONS, PcsClient
 from gateway.pcs.model import load_model
-from tests.servers import Emulator
+from tests.support.servers import Emulator
 
 READS = {
     "GetCluster",

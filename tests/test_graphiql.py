@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import gzip
 import html.parser
 import io
@@ -32,29 +31,16 @@ from gateway.graphiql.assets import (
     sri,
 )
 from gateway.graphiql.download import download
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import ServerThread
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.graphiql_assets import downloaded_assets
+from tests.support.servers import ServerThread
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "schema" / "examples"
-# Outside the repository (the bundles are never committed), kept between runs.
-ASSETS_CACHE = (
-    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pcs-gateway" / "graphiql"
-)
 
 
-@functools.cache
-def downloaded_assets() -> Path:
-    """The pinned assets, fetched once by the documented command (kept when already there)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "graphiql-assets", "download", str(ASSETS_CACHE)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    return ASSETS_CACHE
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 class PageParts(html.parser.HTMLParser):
@@ -99,6 +85,7 @@ def config_of(parts: PageParts) -> dict[str, object]:
     return loaded
 
 
+@pytest.mark.slow
 def test_download_fetches_the_pinned_files_and_a_second_run_reuses_them() -> None:
     folder = downloaded_assets()
     for name, file in pinned_files():
@@ -116,6 +103,7 @@ def test_download_fetches_the_pinned_files_and_a_second_run_reuses_them() -> Non
     assert again.stdout.count("present, verified") == len(PACKAGES)
 
 
+@pytest.mark.slow
 def test_a_tarball_that_differs_from_its_pinned_hash_is_refused_and_nothing_is_written(
     tmp_path: Path,
 ) -> None:
@@ -167,6 +155,7 @@ def test_an_unreachable_registry_is_one_clear_line(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_page_loads_only_from_its_own_origin_with_integrity_under_a_strict_csp(
     start_gateway: GatewayFactory,
 ) -> None:
@@ -204,6 +193,7 @@ def test_the_page_loads_only_from_its_own_origin_with_integrity_under_a_strict_c
     assert nonce not in page_of(gateway)[0].headers["content-security-policy"]
 
 
+@pytest.mark.slow
 def test_unknown_assets_are_not_found(start_gateway: GatewayFactory) -> None:
     gateway = start_gateway(graphiql_assets_dir=downloaded_assets())
     for path in ("/graphql/assets/react@18.3.1/LICENSE", "/graphql/assets/../../etc/passwd"):
@@ -227,6 +217,7 @@ def test_without_local_assets_the_page_uses_the_cdn_and_the_log_says_so(
     assert all(tag["integrity"] for tag in parts.scripts + parts.styles)
 
 
+@pytest.mark.slow
 def test_an_altered_assets_folder_stops_start_up_naming_the_setting_and_file(
     tmp_path: Path,
 ) -> None:
@@ -289,6 +280,7 @@ def test_config_cannot_break_out_of_its_script_block(start_gateway: GatewayFacto
     assert json.loads(str(config_of(parts)["headers"])) == {"X-Note": "</script><script>alert(1)"}
 
 
+@pytest.mark.slow
 def test_graphiql_is_off_in_production(start_gateway: GatewayFactory) -> None:
     gateway = start_gateway(
         environment="production",
@@ -306,12 +298,14 @@ def test_graphiql_is_off_in_production(start_gateway: GatewayFactory) -> None:
     assert answer["data"] == {"cluster": {"name": "demo-active"}}
 
 
+@pytest.mark.slow
 def test_the_gzip_body_is_the_same_file() -> None:
     folder = downloaded_assets()
     for name, asset in load_folder(folder).items():
         assert gzip.decompress(asset.gzipped) == (folder / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_serve_with_a_missing_assets_folder_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     env = {**os.environ, "PCS_GATEWAY_GRAPHIQL_ASSETS_DIR": str(missing)}

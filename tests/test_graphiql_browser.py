@@ -21,8 +21,11 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import GatewayFactory
-from tests.test_graphiql import downloaded_assets
+from tests.support.gateway import GatewayFactory
+from tests.support.graphiql_assets import downloaded_assets
+
+# Drives chromium.
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = (
@@ -38,6 +41,7 @@ CHROMIUM_FLAGS = (
     "--window-size=1680,900",
     "--remote-debugging-port=0",
 )
+
 #: Set to a path to keep the screenshot (README's image is made this way).
 SCREENSHOT_VARIABLE = "GRAPHIQL_SCREENSHOT"
 

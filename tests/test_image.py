@@ -1,7 +1,7 @@
 """The production image, built from the Dockerfile with podman and run as Kubernetes would.
 
 The build and the runs take a minute or two; the base image is made once and cached
-(see tests/podman.py).
+(see tests/support/podman.py).
 """
 
 from __future__ import annotations
@@ -20,16 +20,19 @@ import pytest
 import yaml
 
 from gateway.emulator.seed import demo_clusters
-from tests.conftest import assert_no_leaks
-from tests.expected import as_received, expected_cluster
-from tests.podman import (
+from tests.support.expected import as_received, expected_cluster
+from tests.support.gateway import assert_no_leaks
+from tests.support.podman import (
     BuiltImage,
     build_image,
     ensure_base_image,
     podman,
     require_engine,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
+
+# Builds and runs the image with podman: minutes the first time.
+pytestmark = [pytest.mark.slow, pytest.mark.image]
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL_QUERY = (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Gateway, GatewayFactory, assert_no_leaks
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
+from tests.support.servers import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_A = "caller-a-key-0123456789"
@@ -27,6 +27,10 @@ UPGRADE = {
     "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
     "sec-websocket-protocol": "graphql-transport-ws",
 }
+
+
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def refused(gateway: Gateway, query: str, variables: dict[str, Any] | None = None) -> str:
@@ -235,9 +239,10 @@ def test_cors_allows_only_the_listed_origins(start_gateway: GatewayFactory) -> N
     assert "access-control-allow-origin" not in theirs.headers
 
 
+@pytest.mark.gateway("uvicorn")  # a websocket handshake needs a real server
 def test_a_websocket_from_another_origin_is_refused(start_gateway: GatewayFactory) -> None:
     portal = "https://portal.example.test"
-    gateway = start_gateway(cors_allow_origins=portal)
+    gateway = start_gateway(cors_allow_origins=portal, websockets=True)
     host = gateway.url.removeprefix("http://")
     assert (
         gateway.http.get("/graphql", headers={**UPGRADE, "origin": "https://evil.test"}).status_code
@@ -288,6 +293,7 @@ def test_introspection_stays_on_in_development(gateway: Gateway) -> None:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "code", "line"),
     [
@@ -382,6 +388,8 @@ def test_replicas_share_one_budget_in_redis(start_gateway: GatewayFactory, redis
     assert_throttled(send(first, op(4), **{"x-api-key": KEY_A}))
 
 
+@pytest.mark.gateway("uvicorn")  # concurrent clients over a real socket
+@pytest.mark.slow
 def test_a_burst_beyond_the_redis_pool_still_keeps_the_budget(
     start_gateway: GatewayFactory, redis_url: str
 ) -> None:

@@ -32,7 +32,11 @@ subscription Watch($ids: [String!]!) { clustersUpdated(identifiers: $ids) { name
 """
 #: Poll interval of the tests: the cache TTLs, which the intervals default to.
 INTERVAL = 1.0
-FAST = {"cache_ttl_settled_seconds": INTERVAL, "cache_ttl_transitional_seconds": INTERVAL}
+FAST = {
+    "cache_ttl_settled_seconds": INTERVAL,
+    "cache_ttl_transitional_seconds": INTERVAL,
+    "websockets": True,
+}
 
 
 class LiveEmulator:
@@ -368,6 +372,7 @@ async def test_sigterm_completes_subscriptions_closes_sockets_and_exits_0(
         "AWS_ENDPOINT_URL_PCS": live_emulator.url,
         "PCS_GATEWAY_CACHE_TTL_SETTLED_SECONDS": str(INTERVAL),
         "PCS_GATEWAY_DRAIN_SECONDS": "5",
+        "PCS_GATEWAY_WEBSOCKETS": "true",
     }
     serve = await asyncio.to_thread(ServeProcess, tmp_path, settings)
     try:

@@ -68,6 +68,7 @@ def shared(redis_url: str, **more: Any) -> dict[str, Any]:
         "cache_ttl_settled_seconds": INTERVAL,
         "cache_ttl_transitional_seconds": INTERVAL,
         "live_lease_seconds": 2.0,
+        "websockets": True,
         **more,
     }
 

@@ -14,6 +14,9 @@ import yaml
 
 from gateway.config import Settings
 
+# Runs kustomize and the schema validators as processes.
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Where pip put the console scripts of the dev tools (hadolint, kubectl, kubernetes-validate).
 BIN = Path(sysconfig.get_path("scripts"))

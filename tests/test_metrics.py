@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import pytest
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.metrics import family_samples, scrape
+from tests.support.servers import Emulator
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
+#: The region label of the one region these gateways serve.
+EAST = ("region", "us-east-1")
 
 
-def scrape(gateway: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = gateway.http.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def test_metrics_count_requests_cache_outcomes_and_error_codes(
@@ -29,7 +23,7 @@ def test_metrics_count_requests_cache_outcomes_and_error_codes(
     for identifier in ("demo-active", "demo-active", "demo-active", "error-not-found"):
         gateway.query(QUERY, {"i": identifier})
     samples = scrape(gateway)
-    memory = (("backend", "memory"),)
+    memory = (("backend", "memory"), ("region", "us-east-1"))
     # Repeats are answered by the answer cache in front, or by the cluster cache.
     assert samples[("pcsgw_answer_cache_hits_total", ())] == 2
     assert samples[("pcsgw_cache_hits_total", memory)] == 0
@@ -38,8 +32,8 @@ def test_metrics_count_requests_cache_outcomes_and_error_codes(
     assert samples[("pcsgw_graphql_errors_total", (("code", "NOT_FOUND"),))] == 1
     graphql = (("method", "POST"), ("route", "/graphql"), ("status", "200"))
     assert samples[("pcsgw_http_requests_total", graphql)] == 4
-    assert samples[("pcsgw_upstream_breaker_state", (("state", "closed"),))] == 1
-    assert ("pcsgw_upstream_ratelimit_rejections_total", ()) in samples
+    assert samples[("pcsgw_upstream_breaker_state", (EAST, ("state", "closed")))] == 1
+    assert ("pcsgw_upstream_ratelimit_rejections_total", (EAST,)) in samples
 
 
 def test_metric_labels_never_carry_identifiers_or_addresses(gateway: Gateway) -> None:
@@ -58,12 +52,6 @@ def test_readiness_reports_the_breaker_without_failing_on_it(gateway: Gateway) -
 
 
 NAMED = "query {name}($i: String!) {{ cluster(identifier: $i) {{ name }} }}"
-
-
-def family_samples(
-    samples: dict[Any, float], name: str
-) -> dict[tuple[tuple[str, str], ...], float]:
-    return {labels: value for (sample, labels), value in samples.items() if sample == name}
 
 
 def test_a_scripted_mix_shows_exact_counts(
@@ -118,7 +106,7 @@ def test_a_scripted_mix_shows_exact_counts(
     }
     get_cluster = ("operation", "GetCluster")
     assert family_samples(samples, "pcsgw_upstream_calls_total") == {
-        (get_cluster, ("outcome", outcome)): 1
+        (get_cluster, ("outcome", outcome), EAST): 1
         for outcome in (
             "success",
             "ResourceNotFoundException",
@@ -129,9 +117,9 @@ def test_a_scripted_mix_shows_exact_counts(
             "InternalServerException",
         )
     }
-    assert samples[("pcsgw_upstream_call_duration_seconds_count", (get_cluster,))] == 7
+    assert samples[("pcsgw_upstream_call_duration_seconds_count", (get_cluster, EAST))] == 7
     assert emulator.calls() == 7
-    memory = (("backend", "memory"),)
+    memory = (("backend", "memory"), ("region", "us-east-1"))
     assert samples[("pcsgw_cache_misses_total", memory)] == 7
     assert samples[("pcsgw_cache_hits_total", memory)] == 1
     assert samples[("pcsgw_answer_cache_hits_total", ())] == 2
@@ -142,8 +130,8 @@ def test_a_scripted_mix_shows_exact_counts(
         (*graphql, ("status", "400")): 1,
         (*graphql, ("status", "413")): 1,
     }
-    assert samples[("pcsgw_upstream_breaker_opened_total", ())] == 0
-    assert samples[("pcsgw_upstream_breaker_refused_total", ())] == 0
+    assert samples[("pcsgw_upstream_breaker_opened_total", (EAST,))] == 0
+    assert samples[("pcsgw_upstream_breaker_refused_total", (EAST,))] == 0
     # The scrape itself is the one request in flight.
     assert samples[("pcsgw_http_requests_in_flight", ())] == 1
 
@@ -157,7 +145,7 @@ def test_an_unreachable_pcs_is_an_outcome_of_its_own(
     assert answer["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
     samples = scrape(gateway)
     assert family_samples(samples, "pcsgw_upstream_calls_total") == {
-        (("operation", "GetCluster"), ("outcome", "unreachable")): 1
+        (("operation", "GetCluster"), ("outcome", "unreachable"), EAST): 1
     }
 
 
@@ -171,12 +159,12 @@ def test_calls_the_open_breaker_keeps_from_pcs_are_counted(
     assert emulator.calls() == 1
     samples = scrape(gateway)
     assert family_samples(samples, "pcsgw_upstream_calls_total") == {
-        (("operation", "GetCluster"), ("outcome", "InternalServerException")): 1,
-        (("operation", "GetCluster"), ("outcome", "circuit_open")): 1,
+        (("operation", "GetCluster"), ("outcome", "InternalServerException"), EAST): 1,
+        (("operation", "GetCluster"), ("outcome", "circuit_open"), EAST): 1,
     }
-    assert samples[("pcsgw_upstream_breaker_opened_total", ())] == 1
-    assert samples[("pcsgw_upstream_breaker_refused_total", ())] == 1
-    assert samples[("pcsgw_upstream_breaker_state", (("state", "open"),))] == 1
+    assert samples[("pcsgw_upstream_breaker_opened_total", (EAST,))] == 1
+    assert samples[("pcsgw_upstream_breaker_refused_total", (EAST,))] == 1
+    assert samples[("pcsgw_upstream_breaker_state", (EAST, ("state", "open")))] == 1
 
 
 def test_calls_the_gateway_held_back_are_an_outcome_of_their_own(
@@ -190,8 +178,8 @@ def test_calls_the_gateway_held_back_are_an_outcome_of_their_own(
     assert held["code"] == "THROTTLED" and "awsErrorCode" not in held
     samples = scrape(gateway)
     assert family_samples(samples, "pcsgw_upstream_calls_total") == {
-        (("operation", "GetCluster"), ("outcome", "success")): 1,
-        (("operation", "GetCluster"), ("outcome", "held_back")): 1,
+        (("operation", "GetCluster"), ("outcome", "success"), EAST): 1,
+        (("operation", "GetCluster"), ("outcome", "held_back"), EAST): 1,
     }
-    assert samples[("pcsgw_upstream_ratelimit_rejections_total", ())] == 1
+    assert samples[("pcsgw_upstream_ratelimit_rejections_total", (EAST,))] == 1
     assert emulator.calls() == 1

@@ -9,13 +9,18 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.servers import Emulator
 
 STATUS = "query($i: String!) { cluster(identifier: $i) { name status } }"
 STATUS_HASH = hashlib.sha256(STATUS.encode()).hexdigest()
 EXPECTED = {"data": {"cluster": {"name": "demo-active", "status": "ACTIVE"}}}
+
+
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def persisted(sha256: str = STATUS_HASH, version: int = 1) -> dict[str, Any]:
@@ -136,6 +141,7 @@ def test_replicas_sharing_redis_share_registered_documents(
     assert post(second, extensions=persisted()).json() == EXPECTED
 
 
+@pytest.mark.slow
 def test_a_get_answer_from_the_answer_cache_restates_its_max_age(gateway: Gateway) -> None:
     first = get(gateway, query=STATUS)
     time.sleep(1.1)

@@ -7,7 +7,6 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import httpx
 import pytest
@@ -22,26 +21,15 @@ from gateway.observe.logs import (
     redact,
     uses_json,
 )
-from tests.conftest import Gateway, GatewayFactory
-from tests.servers import Emulator
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.request_lines import request_lines
+from tests.support.servers import Emulator
 
 QUERY = "query ClusterName($i: String!) { cluster(identifier: $i) { name } }"
 
 
-def request_lines(caplog: pytest.LogCaptureFixture, request_id: str) -> list[dict[str, Any]]:
-    """The JSON request lines logged under this request id (the line follows the response)."""
-    formatter = JsonFormatter()
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [
-            json.loads(formatter.format(record))
-            for record in caplog.records
-            if record.name == "gateway.requests"
-        ]
-        found = [line for line in lines if line["request_id"] == request_id]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
+# What this module pins is the app's behaviour, not the server's: no socket needed.
+pytestmark = pytest.mark.gateway("in_process")
 
 
 def test_the_log_line_carries_the_response_request_id_and_the_aws_request_id(
@@ -207,6 +195,7 @@ def test_credentials_are_masked_in_text_that_is_not_the_gateways_own() -> None:
     assert "redis://user:[redacted]@cache:6379/0" in text
 
 
+@pytest.mark.slow
 def test_a_stale_answer_logs_the_failed_call_and_a_coalesced_wait_the_call_it_waited_for(
     start_gateway: GatewayFactory, emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:

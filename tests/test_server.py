@@ -24,8 +24,8 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.http.server import ClosingWhileDraining, GatewayServer
 from gateway.http.state import GatewayState
-from tests.conftest import AWS_TEST_ENVIRONMENT, GatewayFactory, assert_no_leaks
-from tests.servers import Emulator, RedisServer, free_port
+from tests.support.gateway import AWS_TEST_ENVIRONMENT, GatewayFactory, assert_no_leaks
+from tests.support.servers import Emulator, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERY = "query($id: String!) { cluster(identifier: $id) { name status } }"
@@ -70,6 +70,7 @@ def slow_emulator(emulator: Emulator) -> Iterator[Emulator]:
         emulator.reset()
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_sigterm_drains_requests_in_flight_then_closes_and_exits_0(
     slow_emulator: Emulator, redis_url: str

@@ -20,9 +20,9 @@ from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import Settings
 from gateway.observe.tracing import Tracing, TracingError, check_environment
-from tests.conftest import GatewayFactory
-from tests.servers import Emulator, ServerThread
-from tests.test_request_log import request_lines
+from tests.support.gateway import GatewayFactory
+from tests.support.request_lines import request_lines
+from tests.support.servers import Emulator, ServerThread
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_SPAN_ID = "b7ad6b7169203331"
@@ -163,6 +163,7 @@ class Collector(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_otel_variables_turn_on_export_over_otlp(
     start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

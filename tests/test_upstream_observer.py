@@ -17,8 +17,8 @@ from gateway.pcs.client import PcsClient
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
 from gateway.service.store import CacheStats, CacheStore
-from tests.conftest import GatewayFactory
-from tests.servers import Emulator, ServerThread
+from tests.support.gateway import GatewayFactory
+from tests.support.servers import Emulator, ServerThread
 
 QUERY = "query($i: String!) { cluster(identifier: $i) { name } }"
 #: A code PCS's model does not define; an AWS front end may still send it.
@@ -51,7 +51,8 @@ def test_an_undocumented_error_code_is_counted_and_traced_as_other(
         for sample in family.samples
         if sample.name == "pcsgw_upstream_calls_total"
     }
-    assert calls == {(("operation", "GetCluster"), ("outcome", "other")): 1}
+    other = (("operation", "GetCluster"), ("outcome", "other"), ("region", "us-east-1"))
+    assert calls == {other: 1}
     (call,) = [span for span in exporter.get_finished_spans() if span.name == "PCS.GetCluster"]
     assert call.attributes is not None
     assert call.attributes["error.type"] == "other"

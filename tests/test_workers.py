@@ -16,8 +16,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import AWS_TEST_ENVIRONMENT
-from tests.servers import Emulator, free_port
+from tests.support.gateway import AWS_TEST_ENVIRONMENT
+from tests.support.servers import Emulator, free_port
+
+# Each test starts `pcs-gateway serve` with several worker processes.
+pytestmark = [pytest.mark.slow]
+
+#: The region label of the region the workers serve (the test environment's AWS_REGION).
+EAST = ("region", AWS_TEST_ENVIRONMENT["AWS_REGION"])
 
 API_KEY = "key-sekrit-0a1b2c3d"
 BEARER = "tok-sekrit-4e5f6a7b"
@@ -130,12 +136,15 @@ def test_two_workers_report_metrics_summed_over_both(served: Served) -> None:
             == 10
         )
         # Each worker's breaker is closed: two live workers in that state.
-        assert samples[("pcsgw_upstream_breaker_state", (("state", "closed"),))] == 2
+        assert samples[("pcsgw_upstream_breaker_state", (EAST, ("state", "closed")))] == 2
         answered = samples[("pcsgw_answer_cache_hits_total", ())]
-        hits = samples[("pcsgw_cache_hits_total", (("backend", "memory"),))]
-        negative = samples[("pcsgw_cache_negative_hits_total", (("backend", "memory"),))]
+        hits = samples[("pcsgw_cache_hits_total", (("backend", "memory"), EAST))]
+        negative = samples[("pcsgw_cache_negative_hits_total", (("backend", "memory"), EAST))]
         calls = samples[
-            ("pcsgw_upstream_calls_total", (("operation", "GetCluster"), ("outcome", "success")))
+            (
+                "pcsgw_upstream_calls_total",
+                (("operation", "GetCluster"), ("outcome", "success"), EAST),
+            )
         ]
         # Each of the 10 successes was a PCS call, a cluster cache hit or an answer cache hit.
         assert calls + hits + answered == 10

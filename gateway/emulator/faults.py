@@ -8,7 +8,8 @@ A fault plan is JSON, given at start in `PCS_EMULATOR_FAULTS` or put to
                   "demo-full": {"rateLimitPerSecond": 1}},
      "operations": {"GetQueue": {"error": "InternalServerException", "times": 1}},
      "resources": {"batch": {"latencySeconds": 1}},
-     "rateLimitPerSecond": 5}
+     "rateLimitPerSecond": 5,
+     "regions": {"eu-west-1": {"global": {"error": "InternalServerException"}}}}
 
 A fault has any of `error` (one of the six PCS exceptions' names, or any other code,
 which PCS would not send), `httpStatus` (the status to send it with, instead of the one the
@@ -24,6 +25,10 @@ that name a queue or compute node group (GetQueue, GetComputeNodeGroup, by the i
 the call names) or a resource's ARN (ListTagsForResource). The most specific fault wins:
 resource or cluster, then operation, then `global`. The plan's own `rateLimitPerSecond`
 throttles all calls together, as PCS's account quota does.
+
+`regions` maps a region name to a plan of the same form (without `regions`) that hits only
+the calls signed for that region, as a regional outage would; a call meets its region's
+plan first, then the plan's own faults.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ FAULT_KEYS = frozenset(
     {"error", "httpStatus", "retryAfterSeconds", "latencySeconds", "reset", "malformed"}
     | {"rateLimitPerSecond", "times"}
 )
-PLAN_KEYS = frozenset({"global", "clusters", "operations", "resources", "rateLimitPerSecond"})
+PLAN_KEYS = frozenset(
+    {"global", "clusters", "operations", "resources", "rateLimitPerSecond", "regions"}
+)
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 #: What an AWS error code looks like (`__type` after the `#`).
 _ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,99}")
 #: How long PCS advises to wait when it throttles, unless a fault says otherwise.
@@ -165,13 +173,15 @@ class FaultPlan:
     by_operation: dict[str, Fault] = field(default_factory=dict)
     by_resource: dict[str, Fault] = field(default_factory=dict)
     rate_limit: RateLimit | None = None
+    #: Plans that hit only the calls of one region.
+    by_region: dict[str, FaultPlan] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, raw: Any) -> FaultPlan:
+    def parse(cls, raw: Any, *, nested: bool = False) -> FaultPlan:
         """A plan from its JSON form; raises FaultPlanError naming the bad key."""
         if not isinstance(raw, dict):
             raise FaultPlanError("a fault plan is a JSON object")
-        unknown = set(raw) - PLAN_KEYS
+        unknown = set(raw) - (PLAN_KEYS - {"regions"} if nested else PLAN_KEYS)
         if unknown:
             raise FaultPlanError(f"unknown plan keys: {sorted(unknown)}")
         clusters = _faults(raw, "clusters", "clusters maps identifiers to faults")
@@ -182,13 +192,22 @@ class FaultPlan:
             raise FaultPlanError(f"operations: not PCS operations: {strangers}")
         resources = _faults(raw, "resources", "resources maps names, ids or ARNs to faults")
         rate = _number(raw, "rateLimitPerSecond", 0.001, 100_000)
+        regions = raw.get("regions") or {}
+        if not isinstance(regions, dict) or not all(_REGION.fullmatch(r) for r in regions):
+            raise FaultPlanError("regions maps region names such as eu-west-1 to fault plans")
         return cls(
             everywhere=Fault.parse(raw["global"]) if raw.get("global") else None,
             by_identifier=clusters,
             by_operation=operations,
             by_resource=resources,
             rate_limit=None if rate is None else RateLimit(rate),
+            by_region={r: cls.parse(plan, nested=True) for r, plan in regions.items()},
         )
+
+    def for_call(self, region: str) -> list[FaultPlan]:
+        """The plans a call signed for `region` meets, the region's own first."""
+        regional = self.by_region.get(region)
+        return [self] if regional is None else [regional, self]
 
     def _candidates(
         self, operation: str, identifier: str | None, resource: str | None

@@ -38,12 +38,21 @@ def _valid(value: Any, shape: str) -> bool:
 
 
 async def _faulted(
-    state: EmulatorState, subject: Subject, cluster: str | None, resource: str | None = None
+    state: EmulatorState,
+    region: str,
+    subject: Subject,
+    cluster: str | None,
+    resource: str | None = None,
 ) -> Response | None:
     # PCS throttles before it looks at the request: a throttled call uses up no fault.
-    plan, operation = state.plan, subject.operation
-    fault = plan.throttles(cluster, operation=operation, resource=resource) or plan.fault_for(
-        cluster, operation=operation, resource=resource
+    operation = subject.operation
+    plans = state.plan.for_call(region)
+    fault = next(
+        (f for p in plans if (f := p.throttles(cluster, operation=operation, resource=resource))),
+        None,
+    ) or next(
+        (f for p in plans if (f := p.fault_for(cluster, operation=operation, resource=resource))),
+        None,
     )
     return None if fault is None else await apply(fault, subject)
 
@@ -101,7 +110,7 @@ async def get_cluster(state: EmulatorState, body: dict[str, Any], region: str) -
     assert isinstance(identifier, str)
     state.identifiers.append(identifier)
     subject = Subject("GetCluster", identifier)
-    refused = await _faulted(state, subject, identifier)
+    refused = await _faulted(state, region, subject, identifier)
     if refused is not None:
         return refused
     cluster = state.find(identifier, region)
@@ -113,7 +122,7 @@ async def get_cluster(state: EmulatorState, body: dict[str, Any], region: str) -
 async def list_clusters(state: EmulatorState, body: dict[str, Any], region: str) -> Response:
     """ListClusters: one page of the region's clusters."""
     subject = Subject("ListClusters")
-    refused = await _faulted(state, subject, None)
+    refused = await _faulted(state, region, subject, None)
     if refused is not None:
         return refused
     clusters = list(state.region(region).clusters.values())
@@ -131,7 +140,7 @@ def _list_of(kind: str, member: str, summary: str, operation: str) -> Operation:
             return error("ValidationException", Subject(operation))
         assert isinstance(identifier, str)
         subject = Subject(operation, identifier)
-        refused = await _faulted(state, subject, identifier)
+        refused = await _faulted(state, region, subject, identifier)
         if refused is not None:
             return refused
         population = state.region(region)
@@ -162,7 +171,7 @@ def _get_of(kind: str, field: str, shape: str, member: str, operation: str) -> O
             return error("ValidationException", Subject(operation, field=field))
         assert isinstance(identifier, str) and isinstance(named, str)
         subject = Subject(operation, named, resource_type, field)
-        refused = await _faulted(state, subject, identifier, named)
+        refused = await _faulted(state, region, subject, identifier, named)
         if refused is not None:
             return refused
         population = state.region(region)
@@ -186,7 +195,7 @@ async def list_tags_for_resource(
     subject = Subject("ListTagsForResource", arn if isinstance(arn, str) else None, "resource")
     if not _valid(arn, "Arn"):
         return error("ValidationException", Subject("ListTagsForResource", field="resourceArn"))
-    refused = await _faulted(state, subject, None, arn)
+    refused = await _faulted(state, region, subject, None, arn)
     if refused is not None:
         return refused
     population = state.region(region)

@@ -4,8 +4,11 @@ A request whose `extensions.persistedQuery` holds `{"version": 1, "sha256Hash": 
 no query is answered from the document registered under H, or refused with
 `PERSISTED_QUERY_NOT_FOUND` (HTTP 200, as Apollo clients expect) so the client sends it
 again with the document. A document sent with a hash is checked against it and
-registered. Documents live in a bounded in-process table and, when the cache is Redis, in
-Redis as well, so a hash registered through one replica is known to all.
+registered. Documents live in an in-process table bounded in entries and bytes and, when
+the cache is Redis, in Redis as well, so a hash registered through one replica is known to
+all. A document larger than the cap runs but is not kept. What goes to Redis has a budget
+of its own (bytes a day, counted in Redis), so a flood of documents never evicts the
+clusters, quotas and stale copies that share it under `allkeys-lru`.
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ HASH = re.compile(r"[0-9a-f]{64}")
 #: Prefix of the shared store's keys; the version part changes with the entry format.
 KEY_PREFIX = "pcsgw:v1:apq:"
 #: How long the shared store keeps a document: a day, so a flood of one-off documents
-#: does not grow the shared Redis for long; clients send a forgotten one again.
-SHARED_TTL_SECONDS = 24 * 3600.0
+#: does not grow the shared Redis for long; clients send a forgotten one again. The
+#: byte budget's window is as long, so documents in Redis stay under twice the budget.
+SHARED_TTL_SECONDS = 24 * 3600
+#: The shared counter of bytes written in the current window.
+BUDGET_KEY = "pcsgw:v1:apqbytes"
+#: What a document costs in memory beside its characters: the str objects and the table.
+ENTRY_OVERHEAD = 300
 
 
 class PersistedQueryError(Exception):
@@ -48,13 +56,28 @@ class PersistedQueries:
     `max_entries=0` turns the protocol off: clients are told so and send documents.
     """
 
-    def __init__(self, *, max_entries: int, shared: CacheStore | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int = 8 * 1024 * 1024,
+        max_document_bytes: int = 16 * 1024,
+        shared: CacheStore | None = None,
+        shared_max_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
         self.max_entries = max_entries
-        self.shared = shared
-        self._documents: LRU[str, str] = LRU(max_entries)
+        self.max_document_bytes = max_document_bytes
+        self.shared = shared if shared_max_bytes > 0 else None
+        self.shared_max_bytes = shared_max_bytes
+        self._documents: LRU[str, str] = LRU(max_entries, max_bytes=max_bytes, size=_document_size)
 
     def __len__(self) -> int:
         return len(self._documents)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the documents held in memory take, about."""
+        return self._documents.bytes
 
     async def apply(self, request: GraphQLRequestData) -> tuple[str, str] | None:
         """Fill in the request's document from its hash; or check the document it sent.
@@ -63,7 +86,7 @@ class PersistedQueries:
         validated, so a hash never names a document the gateway refuses.
         """
         extensions = request.extensions
-        if not extensions or "persistedQuery" not in extensions:
+        if not extensions or extensions.get("persistedQuery") is None:
             return None
         if self.max_entries == 0:
             raise PersistedQueryError(
@@ -80,15 +103,20 @@ class PersistedQueries:
             return None
         if hashlib.sha256(request.query.encode()).hexdigest() != sha256:
             raise PersistedQueryError(400, "BAD_USER_INPUT", "provided sha does not match query")
-        if sha256 in self._documents:
+        if sha256 in self._documents or len(request.query.encode()) > self.max_document_bytes:
             return None
         return sha256, request.query
 
     async def register(self, sha256: str, document: str) -> None:
         """Remember a document under its hash, here and in the shared store."""
         self._remember(sha256, document)
-        if self.shared is not None:
-            await self.shared.set_many([KEY_PREFIX + sha256], document.encode(), SHARED_TTL_SECONDS)
+        if self.shared is None:
+            return
+        encoded = document.encode()
+        if await self.shared.add_within(
+            BUDGET_KEY, len(encoded), self.shared_max_bytes, SHARED_TTL_SECONDS
+        ):
+            await self.shared.set_many([KEY_PREFIX + sha256], encoded, SHARED_TTL_SECONDS)
 
     async def _lookup(self, sha256: str) -> str | None:
         document = self._documents.get(sha256)
@@ -108,6 +136,10 @@ class PersistedQueries:
 
     def _remember(self, sha256: str, document: str) -> None:
         self._documents.put(sha256, document)
+
+
+def _document_size(document: str) -> int:
+    return len(document) + ENTRY_OVERHEAD
 
 
 def _hash_of(persisted: object) -> str:

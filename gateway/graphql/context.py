@@ -26,10 +26,11 @@ from gateway.service.regions import Regions
 class GatewayContext:
     """Per-request context: the long-lived service, and what this request has learnt."""
 
+    #: The default region's cluster service.
     service: ClusterService
     settings: Settings
     #: The services of each region served; resolvers pick theirs with `regions.get(region)`.
-    regions: Regions | None = None
+    regions: Regions
     #: Signs and reads the cursors of list pages (one key for the process or deployment).
     cursors: Cursors = field(default_factory=Cursors)
     request: Request | WebSocket | None = None
@@ -37,8 +38,8 @@ class GatewayContext:
     response: Response | WebSocket | None = None
     #: The request's facts from the layers in front (the caller, the request record).
     request_context: RequestContext = field(default_factory=RequestContext)
-    #: One loader per request: duplicate identifiers in a request are looked up once.
-    loader: DataLoader[str, ClusterAnswer] | None = None
+    #: One loader per region and request: duplicate identifiers are looked up once.
+    loaders: dict[str, DataLoader[str, ClusterAnswer]] = field(default_factory=dict)
     #: Paths and ages of clusters answered stale, reported in the response's extensions.
     stale: list[dict[str, Any]] = field(default_factory=list)
     #: True when the answer depends on the moment (ages, forced refresh): never reuse it.
@@ -72,7 +73,8 @@ class GatewayContext:
 
     def note_answer(self, answer: ClusterAnswer) -> None:
         """Record a cluster a query's answer is built from, for the answer cache."""
-        self.note_resource(answer.cluster.id, answer.fetched_at, answer.fresh_until)
+        # By ARN: unique across regions, where an id is only unique within one.
+        self.note_resource(answer.cluster.arn, answer.fetched_at, answer.fresh_until)
 
     def note_resource(self, key: str, fetched_at: float, fresh_until: float) -> None:
         """Record a resource (or page) a query's answer is built from: it is as fresh as all."""

@@ -21,6 +21,7 @@ from gateway.graphql.errors import GatewayError
 
 #: Pages hold 1 to 100 items, as PCS's maxResults does.
 MAX_PAGE_SIZE = 100
+PAGE_SIZE_MESSAGE = f"first must be from 1 to {MAX_PAGE_SIZE}."
 _SIGNATURE_BYTES = 16
 
 
@@ -78,7 +79,5 @@ def _refused() -> GatewayError:
 def check_first(first: int) -> int:
     """A page size of 1 to 100, else BAD_USER_INPUT."""
     if not 1 <= first <= MAX_PAGE_SIZE:
-        raise GatewayError(
-            f"first must be from 1 to {MAX_PAGE_SIZE}.", "BAD_USER_INPUT", limit=MAX_PAGE_SIZE
-        )
+        raise GatewayError(PAGE_SIZE_MESSAGE, "BAD_USER_INPUT", limit=MAX_PAGE_SIZE)
     return first

@@ -4,15 +4,18 @@ Depth, aliases and tokens are Strawberry's own limiters (parse and validation er
 lookup limit counts the distinct cluster identifiers an operation asks for (literals,
 variables and variable defaults of every `cluster` and `clusters` field it selects, through
 fragments) and its largest batch, and refuses the whole operation with `BAD_USER_INPUT`
-and the `limit` before execution starts. Fragment spreads are bounded before validation,
-whose rules follow them recursively (and each time they appear): a chain of fragments
-deeper than `max_fragment_depth`, more than `max_fragment_spreads` spreads once expanded,
-or a fragment that spreads itself, is a validation error.
+and the `limit` before execution starts. The fan-out limit counts the resources an
+operation could reach (each page size times the page sizes of the lists around it, summed
+over the document, plus its lookups) and refuses it likewise, as it refuses a page size
+outside 1 to 100 anywhere in the operation. Fragment spreads are bounded before
+validation, whose rules follow them recursively (and each time they appear): a chain of
+fragments deeper than `max_fragment_depth`, more than `max_fragment_spreads` spreads once
+expanded, or a fragment that spreads itself, is a validation error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -23,7 +26,12 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
     InlineFragmentNode,
+    IntValueNode,
     ListValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -31,7 +39,9 @@ from graphql import (
     ValueNode,
     VariableNode,
 )
+from graphql.type import get_named_type
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from strawberry import Schema
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -42,6 +52,7 @@ from strawberry.extensions import (
 )
 
 from gateway.config import Settings
+from gateway.graphql.cursors import MAX_PAGE_SIZE, PAGE_SIZE_MESSAGE
 
 #: Root fields that look clusters up, and the argument holding the identifiers.
 LOOKUP_ARGUMENTS = {"cluster": "identifier", "clusters": "identifiers"}
@@ -78,6 +89,184 @@ class LookupLimit(SchemaExtension):
         yield
 
 
+#: Fields that reach resources, by parent type, and how each multiplies what it reaches: a
+#: page by its `first` (the argument's default when absent), a batch by its identifiers, a
+#: lookup by one. A queue's node groups are not paged: they count as a full page.
+FANOUT_FIELDS: dict[tuple[str, str], str | int] = {
+    ("Query", "cluster"): 1,
+    ("Query", "clusters"): "identifiers",
+    ("Query", "clusterList"): "first",
+    ("Query", "queue"): 1,
+    ("Query", "computeNodeGroup"): 1,
+    ("Cluster", "queues"): "first",
+    ("Cluster", "computeNodeGroups"): "first",
+    ("Queue", "computeNodeGroups"): MAX_PAGE_SIZE,
+    ("Queue", "cluster"): 1,
+    ("ComputeNodeGroup", "cluster"): 1,
+}
+
+
+class FanoutLimit(SchemaExtension):
+    """Refuses an operation that could reach more than `max_fanout` resources."""
+
+    def __init__(self, *, max_fanout: int) -> None:
+        self.max_fanout = max_fanout
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        schema = context.schema
+        if document is not None and context.result is None and isinstance(schema, Schema):
+            walk = _Fanout.of(schema._schema, document, context.operation_name, context.variables)
+            error = None
+            if walk.bad_page_size:
+                # Refused here too, so that a nested page's size costs no call of the pages
+                # around it.
+                error = GraphQLError(
+                    PAGE_SIZE_MESSAGE,
+                    extensions={"code": "BAD_USER_INPUT", "limit": MAX_PAGE_SIZE},
+                )
+            elif walk.total > self.max_fanout:
+                error = GraphQLError(
+                    f"The operation could reach {walk.total} resources (each page size times "
+                    "the page sizes of the lists around it, plus its lookups); at most "
+                    f"{self.max_fanout} are allowed: ask for smaller pages with first.",
+                    extensions={
+                        "code": "BAD_USER_INPUT",
+                        "limit": self.max_fanout,
+                        "fanout": walk.total,
+                    },
+                )
+            if error is not None:
+                # As for the lookup limit: a result set before execution skips it.
+                context.result = ExecutionResult(data=None, errors=[error])
+        yield
+
+
+def fanout(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+) -> int:
+    """How many resources the operation that would run could reach, at most."""
+    return _Fanout.of(schema, document, operation_name, variables).total
+
+
+class _Fanout:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> None:
+        self._schema = schema
+        self._fragments = fragments
+        self._variables = variables
+        self.total = 0
+        #: A `first` outside 1 to 100 anywhere in the operation.
+        self.bad_page_size = False
+
+    @classmethod
+    def of(
+        cls,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> _Fanout:
+        """The walk of the operation that would run."""
+        definitions = document.definitions
+        operation, values = _operation(definitions, operation_name, variables)
+        fragments = {d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)}
+        found = cls(schema, fragments, values)
+        root = None if operation is None else schema.get_root_type(operation.operation)
+        if operation is not None and root is not None:
+            found.total = found.walk(operation.selection_set, root, 1, ())
+        return found
+
+    def walk(
+        self,
+        selections: SelectionSetNode,
+        parent: GraphQLNamedType,
+        factor: int,
+        spreading: tuple[str, ...],
+    ) -> int:
+        """Resources reached below `selections`, each counted `factor` times."""
+        total = 0
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                fields = (
+                    parent.fields
+                    if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType)
+                    else {}
+                )
+                field = fields.get(selection.name.value)
+                if field is None:
+                    continue
+                rule = FANOUT_FIELDS.get((parent.name, selection.name.value))
+                here = factor
+                if rule is not None:
+                    here = factor * self._size(rule, selection, field.args)
+                    total += here
+                if selection.selection_set is not None:
+                    below = get_named_type(field.type)
+                    total += self.walk(selection.selection_set, below, here, spreading)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                found = parent if condition is None else self._schema.get_type(condition.name.value)
+                if found is not None:
+                    total += self.walk(selection.selection_set, found, factor, spreading)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self._fragments.get(name)
+                # Each spread counts; a fragment within itself (refused by validation) once.
+                if fragment is None or name in spreading:
+                    continue
+                found = self._schema.get_type(fragment.type_condition.name.value)
+                if found is not None:
+                    total += self.walk(fragment.selection_set, found, factor, (*spreading, name))
+        return total
+
+    def _size(self, rule: str | int, field: FieldNode, arguments: Mapping[str, Any]) -> int:
+        if isinstance(rule, int):
+            return rule
+        value: Any = None
+        for node in field.arguments or ():
+            if node.name.value == rule:
+                value = _literal(node.value, self._variables)
+                break
+        if value is None and rule in arguments:
+            value = arguments[rule].default_value
+        if isinstance(value, list):
+            return len(value)
+        if isinstance(value, str):
+            return 1
+        if isinstance(value, int) and not isinstance(value, bool):
+            if rule == "first" and not 1 <= value <= MAX_PAGE_SIZE:
+                self.bad_page_size = True
+            return max(0, value)
+        return 0
+
+
+def _operation(
+    definitions: Any, operation_name: str | None, variables: dict[str, Any] | None
+) -> tuple[OperationDefinitionNode | None, dict[str, Any]]:
+    """The operation that would run, and its variables with their defaults filled in."""
+    for definition in definitions:
+        if isinstance(definition, OperationDefinitionNode) and (
+            operation_name is None
+            or (definition.name is not None and definition.name.value == operation_name)
+        ):
+            values = dict(variables or {})
+            for each in definition.variable_definitions or ():
+                name = each.variable.name.value
+                if name not in values and each.default_value is not None:
+                    values[name] = _literal(each.default_value, {})
+            return definition, values
+    return None, {}
+
+
 class Lookups:
     """The identifiers an operation's lookup fields name, and its largest batch."""
 
@@ -90,18 +279,8 @@ class Lookups:
     ) -> None:
         """Walk the operation that would run (fragments included, each once)."""
         fragments = {d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)}
-        operations = [
-            d
-            for d in definitions
-            if isinstance(d, OperationDefinitionNode)
-            and (operation_name is None or (d.name is not None and d.name.value == operation_name))
-        ]
-        for operation in operations[:1]:
-            values = dict(variables or {})
-            for definition in operation.variable_definitions or ():
-                name = definition.variable.name.value
-                if name not in values and definition.default_value is not None:
-                    values[name] = _literal(definition.default_value, {})
+        operation, values = _operation(definitions, operation_name, variables)
+        if operation is not None:
             self._walk(operation.selection_set, fragments, values, set())
 
     def _walk(
@@ -139,6 +318,8 @@ def _literal(node: ValueNode, variables: dict[str, Any]) -> Any:
         return variables.get(node.name.value)
     if isinstance(node, StringValueNode):
         return node.value
+    if isinstance(node, IntValueNode):
+        return int(node.value)
     if isinstance(node, ListValueNode):
         return [_literal(item, variables) for item in node.values]
     return None
@@ -262,4 +443,5 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: AddValidationRules(rules),
         lambda: LookupLimit(max_lookups=settings.lookup_limit, max_batch=settings.max_batch_size),
+        lambda: FanoutLimit(max_fanout=settings.max_fanout),
     ]

@@ -19,27 +19,29 @@ from gateway.pcs.compute_node_group import ComputeNodeGroup
 from gateway.pcs.errors import DeadlineExceeded
 from gateway.pcs.queue import Queue
 from gateway.service.clusters import ClusterAnswer, check_identifier
+from gateway.service.regions import RegionServices
 
 
 async def cluster(
-    info: Info[GatewayContext, None], identifier: str, refresh: bool
+    info: Info[GatewayContext, None], identifier: str, refresh: bool, region: str | None = None
 ) -> ClusterAnswer:
-    """One cluster by name or id."""
+    """One cluster by name or id, in `region` (the default region when None)."""
     context = info.context
+    services = context.regions.get(region)  # an unserved region fails before any call
     with _resolver_span(info, identifier):
         lookup: Awaitable[ClusterAnswer]
         if refresh:
             context.volatile = True
-            lookup = context.service.get(identifier, refresh=True)
+            lookup = services.clusters.get(identifier, refresh=True)
         else:
-            lookup = _loader(context).load(identifier)
-        answer = await _within_deadline(context, lookup)
+            lookup = _loader(context, services).load(identifier)
+        answer = await _within_deadline(context, services, lookup, identifier)
     _note(info, answer)
     return answer
 
 
 def clusters(
-    info: Info[GatewayContext, None], identifiers: list[str]
+    info: Info[GatewayContext, None], identifiers: list[str], region: str | None = None
 ) -> list[Awaitable[ClusterAnswer | None]]:
     """Clusters in the order asked; a failing identifier gives null with its own error."""
     context = info.context
@@ -48,44 +50,57 @@ def clusters(
         raise GatewayError(
             f"A batch may ask for at most {limit} clusters.", "BAD_USER_INPUT", limit=limit
         )
-    loader = _loader(context)
-    return [_one(info, loader, identifier, index) for index, identifier in enumerate(identifiers)]
+    services = context.regions.get(region)
+    loader = _loader(context, services)
+    return [
+        _one(info, services, loader, identifier, index)
+        for index, identifier in enumerate(identifiers)
+    ]
 
 
 async def _one(
     info: Info[GatewayContext, None],
+    services: RegionServices,
     loader: DataLoader[str, ClusterAnswer],
     identifier: str,
     index: int,
 ) -> ClusterAnswer | None:
     with _resolver_span(info, identifier, index):
-        answer = await _within_deadline(info.context, loader.load(identifier))
+        answer = await _within_deadline(info.context, services, loader.load(identifier), identifier)
     _note(info, answer, index)
     return answer
 
 
 def _resolver_span(
-    info: Info[GatewayContext, None], identifier: str, index: int | None = None
+    info: Info[GatewayContext, None],
+    identifier: str,
+    index: int | None = None,
+    *,
+    resource: str | None = None,
 ) -> AbstractContextManager[Any]:
+    """The field's span: the cluster it names, and the queue or node group below it."""
     tracer = info.context.tracer
     if tracer is None:
         return span(None, "")
     path = [*info.path.as_list(), *(() if index is None else (index,))]
-    return span(
-        tracer,
-        f"Query.{info.field_name}",
-        attributes={
-            "graphql.field.name": info.field_name,
-            "graphql.field.path": ".".join(str(part) for part in path),
-            "aws.pcs.cluster_identifier": identifier,
-        },
-    )
+    attributes = {
+        "graphql.field.name": info.field_name,
+        "graphql.field.path": ".".join(str(part) for part in path),
+        "aws.pcs.cluster_identifier": identifier,
+    }
+    if resource is not None:
+        attributes["aws.pcs.resource_identifier"] = resource
+    return span(tracer, f"Query.{info.field_name}", attributes=attributes)
 
 
 async def _within_deadline(
-    context: GatewayContext, lookup: Awaitable[ClusterAnswer]
+    context: GatewayContext,
+    services: RegionServices,
+    lookup: Awaitable[ClusterAnswer],
+    identifier: str,
 ) -> ClusterAnswer:
-    """The lookup's answer, or DeadlineExceeded once the request's deadline has passed.
+    """The lookup's answer; at the request's deadline, the stale copy when there is one,
+    else DeadlineExceeded.
 
     Only this request stops waiting: the shared PCS call goes on and fills the cache.
     """
@@ -93,15 +108,20 @@ async def _within_deadline(
         async with asyncio.timeout(max(0.0, context.deadline - time.monotonic())):
             return await lookup
     except TimeoutError:
+        stale = await services.clusters.stale_copy(identifier)
+        if stale is not None:
+            return stale
         raise DeadlineExceeded(
             "PCS did not answer within the request's deadline; retry later.",
             detail=f"request deadline of {context.settings.request_deadline_seconds:g} s passed",
         ) from None
 
 
-def _loader(context: GatewayContext) -> DataLoader[str, ClusterAnswer]:
-    if context.loader is None:
-        service = context.service
+def _loader(context: GatewayContext, services: RegionServices) -> DataLoader[str, ClusterAnswer]:
+    """The request's loader of one region: a name is a different cluster in another region."""
+    loader = context.loaders.get(services.name)
+    if loader is None:
+        service = services.clusters
 
         async def load(identifiers: list[str]) -> list[ClusterAnswer | BaseException]:
             return await asyncio.gather(
@@ -110,8 +130,8 @@ def _loader(context: GatewayContext) -> DataLoader[str, ClusterAnswer]:
 
         # Batches of one: each field resolves as soon as its own answer is in, so one slow
         # cluster never holds back the others; the loader's cache still looks duplicates up once.
-        context.loader = DataLoader(load_fn=load, max_batch_size=1)
-    return context.loader
+        loader = context.loaders[services.name] = DataLoader(load_fn=load, max_batch_size=1)
+    return loader
 
 
 def _note(
@@ -136,7 +156,7 @@ async def queue(
     check_identifier(cluster)
     graph = info.context.resources
     services = graph.region(region)
-    with _resolver_span(info, identifier):
+    with _resolver_span(info, cluster, resource=identifier):
         return await graph.queue_details(
             services.name, cluster, identifier, None, list(info.path.as_list())
         )
@@ -149,7 +169,7 @@ async def compute_node_group(
     check_identifier(cluster)
     graph = info.context.resources
     services = graph.region(region)
-    with _resolver_span(info, identifier):
+    with _resolver_span(info, cluster, resource=identifier):
         return await graph.compute_node_group_details(
             services.name, cluster, identifier, None, list(info.path.as_list())
         )

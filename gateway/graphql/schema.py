@@ -25,9 +25,17 @@ from gateway.graphql.resource_types import ClusterConnection
 from gateway.graphql.subscriptions import Subscription
 from gateway.graphql.types import Cluster, DateTime
 
-_REGION = strawberry.argument(
-    description="The AWS region to read, one of those the gateway serves; the default when null."
-)
+#: The `region` argument of every root field: one of `regions`, the default when absent.
+Region = Annotated[
+    str | None,
+    strawberry.argument(
+        description=(
+            "The AWS region to ask, one of `regions` (e.g. eu-west-1); absent or null: the "
+            "gateway's default region, the first of `regions`. A region the gateway does not "
+            "serve is BAD_USER_INPUT, and PCS is not called."
+        )
+    ),
+]
 _CLUSTER = strawberry.argument(description="The cluster's name or its id (pcs_...).")
 
 
@@ -54,8 +62,10 @@ class Query:
                 )
             ),
         ] = False,
+        region: Region = None,
     ) -> Cluster | None:
-        return await resolvers.cluster(info, identifier, refresh)  # type: ignore[return-value]
+        answer = await resolvers.cluster(info, identifier, refresh, region)
+        return answer  # type: ignore[return-value]
 
     @strawberry.field(
         description=(
@@ -70,8 +80,18 @@ class Query:
             list[str],
             strawberry.argument(description="Names or ids; at most the gateway's batch limit."),
         ],
+        region: Region = None,
     ) -> list[Cluster | None]:
-        return resolvers.clusters(info, identifiers)  # type: ignore[return-value]
+        return resolvers.clusters(info, identifiers, region)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description=(
+            "The AWS regions this gateway serves, the default first: the values the `region` "
+            "argument takes."
+        )
+    )
+    def regions(self, info: Info[GatewayContext, None]) -> list[str]:
+        return list(info.context.regions.names)
 
     @strawberry.field(
         description=(
@@ -91,7 +111,7 @@ class Query:
                 "omit for the first page."
             ),
         ] = None,
-        region: Annotated[str | None, _REGION] = None,
+        region: Region = None,
     ) -> ClusterConnection:
         return await graph.cluster_page(info, region, first, after)  # type: ignore[return-value]
 
@@ -106,7 +126,7 @@ class Query:
         identifier: Annotated[
             str, strawberry.argument(description="The queue's name or its id (pcs_...).")
         ],
-        region: Annotated[str | None, _REGION] = None,
+        region: Region = None,
     ) -> Queue | None:
         return await resolvers.queue(info, cluster, identifier, region)  # type: ignore[return-value]
 
@@ -121,7 +141,7 @@ class Query:
         identifier: Annotated[
             str, strawberry.argument(description="The group's name or its id (pcs_...).")
         ],
-        region: Annotated[str | None, _REGION] = None,
+        region: Region = None,
     ) -> ComputeNodeGroup | None:
         found = await resolvers.compute_node_group(info, cluster, identifier, region)
         return found  # type: ignore[return-value]

@@ -393,6 +393,12 @@ class Cluster:
     def arn(self, root: Parent[ClusterView]) -> str:
         return root.cluster.arn
 
+    @strawberry.field(
+        description="The AWS region of the cluster, e.g. us-east-1: one of `Query.regions`."
+    )
+    def region(self, root: Parent[ClusterView]) -> str:
+        return region_of(root.cluster.arn)
+
     @strawberry.field(description="Lifecycle state; UNKNOWN for a state added after this release.")
     def status(self, root: Parent[ClusterView]) -> ClusterStatus:
         return known(ClusterStatus, root.cluster.status)

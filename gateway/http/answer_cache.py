@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -321,10 +322,6 @@ class AnswerCache:
                 kept.append((name, value))
             elif name not in PER_REQUEST_HEADERS:
                 kept.append((name, value))
-        size = len(body) + sum(len(name) + len(value) for name, value in kept) + 256
-        if size > self.max_bytes // 8:
-            self.stats.refused += 1
-            return
         entry = _Entry(
             status=status,
             headers=kept,
@@ -336,15 +333,50 @@ class AnswerCache:
             clusters=tuple(facts.resources.items()),
             valid_until=valid_until,
             partition="" if caller is None else caller.partition,
-            size=size,
+            size=0,
             note=note,
         )
+        entry.size = footprint(key, entry)
+        if entry.size > self.max_bytes // 8:
+            self.stats.refused += 1
+            return
         self.stats.evictions += self._entries.put(key, entry)
         self.stats.stores += 1
 
 
 def _size(entry: _Entry) -> int:
     return entry.size
+
+
+#: What the bounded map spends on one more key beyond the key object itself: a slot of its
+#: dict (index, hash, key and value pointers, at the table's load factor) and a link of the
+#: OrderedDict's order list.
+MAP_ENTRY_BYTES = 120
+_FLOAT_BYTES = sys.getsizeof(1.0)
+
+
+def footprint(key: bytes, entry: _Entry) -> int:
+    """The bytes one stored answer holds in memory, its key and every object it keeps.
+
+    Counted object by object with `sys.getsizeof` (headers as tuples of bytes, the body's
+    parts, ages, resource versions, the entry itself), so the byte cap bounds what the
+    process really holds; objects shared with other entries are counted in each.
+    """
+    size = sys.getsizeof(key) + sys.getsizeof(entry) + MAP_ENTRY_BYTES
+    size += sys.getsizeof(entry.headers)
+    for name, value in entry.headers:
+        size += sys.getsizeof((name, value)) + sys.getsizeof(name) + sys.getsizeof(value)
+    size += sys.getsizeof(entry.parts) + sum(sys.getsizeof(part) for part in entry.parts)
+    size += sys.getsizeof(entry.ages) + _FLOAT_BYTES * len(entry.ages)
+    size += sys.getsizeof(entry.clusters)
+    for resource, _ in entry.clusters:
+        size += sys.getsizeof((resource, 0.0)) + sys.getsizeof(resource) + _FLOAT_BYTES
+    size += sys.getsizeof(entry.partition) + _FLOAT_BYTES  # valid_until
+    if entry.cache_control is not None:
+        size += sys.getsizeof(entry.cache_control) + sys.getsizeof(entry.cache_control[1])
+    if entry.note is not None:
+        size += sys.getsizeof(entry.note)
+    return size
 
 
 def _replay(pending: list[Message], receive: Receive) -> Receive:

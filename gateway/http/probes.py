@@ -17,10 +17,13 @@ async def healthz(request: Request) -> Response:
 
 
 def probe_routes(state: GatewayState) -> list[Route]:
-    """`/healthz`, `/readyz`, `/metrics` and `/graphql/assets/...`, reading `state`."""
+    """`/healthz`, `/readyz`, `/metrics` and `/graphql/assets/...`, reading `state`.
+
+    `/readyz` reports `pcsBreaker` (the default region's) and `pcsBreakers` (each region's).
+    """
 
     async def readyz(request: Request) -> Response:
-        checks: dict[str, str] = {}
+        checks: dict[str, str | dict[str, str]] = {}
         if state.store is not None:
             checks["cache"] = "ok" if await state.store.ping() else "degraded"
         checks["pcsClient"] = "ok" if state.service is not None else "missing"
@@ -33,6 +36,13 @@ def probe_routes(state: GatewayState) -> list[Route]:
         if state.client is not None and state.client.breaker is not None:
             # Reported, never a reason for 503: a PCS outage must not pull every replica.
             checks["pcsBreaker"] = state.client.breaker.state.value
+        if state.regions is not None:
+            # Each region's breaker: one region's outage is visible, and pulls nothing.
+            checks["pcsBreakers"] = {
+                r.name: r.client.breaker.state.value
+                for r in state.regions
+                if r.client.breaker is not None
+            }
         serving = state.ready and not state.draining and state.service is not None
         status = "draining" if state.draining else "ready" if serving else "starting"
         body = {"status": status, "checks": checks}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from gateway.config import Settings
+from gateway.context import Caller
 from gateway.coordination.changes import ChangeChannels
 from gateway.coordination.lease import Leases
 from gateway.graphiql import GraphiQLPage
@@ -18,6 +20,13 @@ from gateway.service.clusters import ClusterService
 from gateway.service.live import LiveStatus
 from gateway.service.regions import Regions
 from gateway.service.store import CacheStats, CacheStore
+
+
+class CallerBudget(Protocol):
+    """The per-caller rate limit, as the view spends it for each WebSocket operation."""
+
+    async def spend(self, scope: MutableMapping[str, Any], caller: Caller) -> int | None:
+        """None when the caller may go on, else the seconds until it may."""
 
 
 @dataclass
@@ -53,12 +62,17 @@ class GatewayState:
     settings: Settings
     observe: ObserveParts
     graphql: GraphQLParts = field(default_factory=GraphQLParts)
+    #: The store's counters and the default region's lookups (other regions count their own).
     stats: CacheStats = field(default_factory=CacheStats)
     #: The default region's cluster service.
     service: ClusterService | None = None
+    #: Every region served, the default first.
     regions: Regions | None = None
     store: CacheStore | None = None
+    #: The default region's PCS client.
     client: PcsClient | None = None
+    #: The per-caller rate limit, spent again by each operation on a WebSocket.
+    caller_budget: CallerBudget | None = None
     #: The pollers and subscriptions of this process.
     live: LiveStatus | None = None
     #: Replicas' coordination through Redis (poll leases, change events, the rate budget).

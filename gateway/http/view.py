@@ -25,6 +25,7 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.http.streaming import SSETransport
+from strawberry.http.types import QueryParams
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
@@ -35,10 +36,19 @@ from gateway.graphql.errors import REQUEST_ERROR_CODES, request_refusal, to_cont
 from gateway.graphql.operations import OperationReport
 from gateway.graphql.schema import build_schema
 from gateway.http.state import GatewayState
+from gateway.http.websocket import (
+    UNAUTHORIZED,
+    ConnectionEnds,
+    OperationRefused,
+    OperationScopedHandler,
+)
 from gateway.observe.metrics import Metrics
 
 GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
 NO_STORE = {"cache-control": "no-store"}
+#: A GET answer depends on these request headers: a browser's cache keeps one answer per
+#: credential, never replaying one caller's answer (secret references and all) to another.
+VARY = "accept, authorization, x-api-key"
 
 
 class _ViewRequest(Request):
@@ -53,6 +63,12 @@ class _ViewRequestAdapter(StarletteRequestAdapter):
     def __init__(self, request: Request) -> None:
         super().__init__(request)
         self.request = request
+
+    @property
+    def content_type(self) -> str | None:
+        # Media types are case-insensitive (RFC 9110); Strawberry compares them as written.
+        content_type = super().content_type
+        return None if content_type is None else content_type.lower()
 
 
 class _TextWebSocketAdapter(ASGIWebSocketAdapter):
@@ -69,16 +85,19 @@ class GraphQLView(GraphQL[GatewayContext, None]):
     """Strawberry's ASGI view, with the gateway's context and a fast JSON encoder."""
 
     request_adapter_class = _ViewRequestAdapter
+    graphql_transport_ws_handler_class = OperationScopedHandler
     websocket_adapter_class = _TextWebSocketAdapter
 
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
         settings = state.settings
-        super().__init__(
-            build_schema([OperationReport], settings=settings),
-            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
-            max_subscriptions_per_connection=settings.live_max_subscriptions_per_connection,
-            **kwargs,
+        # graphql-transport-ws and graphql-sse: the older graphql-ws protocol is not served.
+        kwargs.setdefault(
+            "subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
         )
+        kwargs.setdefault(
+            "max_subscriptions_per_connection", settings.live_max_subscriptions_per_connection
+        )
+        super().__init__(build_schema([OperationReport], settings=settings), **kwargs)
         self.stream_transport_classes_by_protocol = {
             GRAPHQL_SSE_PROTOCOL: _kept_alive_sse(settings.live_keepalive_seconds)
         }
@@ -86,6 +105,10 @@ class GraphQLView(GraphQL[GatewayContext, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Strawberry's refusals (body not JSON, no query...) as GraphQL error documents."""
+        if scope["type"] == "websocket" and not self.state.settings.websockets:
+            # Closing before accepting makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -101,26 +124,63 @@ class GraphQLView(GraphQL[GatewayContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
-        if self.state.service is None:
+        context = self._new_context(request, response, RequestContext.of(request.scope))
+        if isinstance(request, _ViewRequest):
+            request.graphql_context = context
+        return context
+
+    async def operation_context(self, connection: GatewayContext) -> GatewayContext:
+        """The context of one operation on a WebSocket: the credential checked again, the
+        caller's rate limit spent, and its own deadline, loader and facts."""
+        caller = connection.caller
+        if (
+            caller is not None
+            and caller.expires_at is not None
+            and time.time() > caller.expires_at + self.state.settings.oidc_leeway_seconds
+        ):
+            raise ConnectionEnds(UNAUTHORIZED, "The bearer token has expired.")
+        budget = self.state.caller_budget
+        request = connection.request
+        if budget is not None and caller is not None and request is not None:
+            retry_after = await budget.spend(request.scope, caller)
+            if retry_after is not None:
+                raise OperationRefused(
+                    GraphQLError(
+                        "Too many requests from this caller; retry later.",
+                        extensions={"code": "THROTTLED", "retryAfterSeconds": retry_after},
+                    )
+                )
+        facts = RequestContext(caller=caller, record=connection.request_context.record)
+        assert request is not None
+        return self._new_context(request, connection.response, facts)
+
+    def _new_context(
+        self,
+        request: Request | WebSocket,
+        response: Response | WebSocket | None,
+        request_context: RequestContext,
+    ) -> GatewayContext:
+        if self.state.service is None or self.state.regions is None:
             # Listening before the lifespan has made the parts: refused, as /readyz says.
             raise HTTPException(503, "The gateway is starting; try again shortly.")
         settings = self.state.settings
         tracing = self.state.observe.tracing
-        context = GatewayContext(
+        return GatewayContext(
             service=self.state.service,
             settings=settings,
             regions=self.state.regions,
             cursors=self.state.graphql.cursors,
             request=request,
             response=response,
-            request_context=RequestContext.of(request.scope),
+            request_context=request_context,
             deadline=time.monotonic() + settings.request_deadline_seconds,
             tracer=None if tracing is None else tracing.tracer,
             live=self.state.live,
         )
-        if isinstance(request, _ViewRequest):
-            request.graphql_context = context
-        return context
+
+    def count_errors(self, errors: list[GraphQLError]) -> None:
+        """Count errors sent over a WebSocket by their `extensions.code`."""
+        count_errors(self.state.observe.metrics, errors)
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         """GraphiQL for a browser's plain GET; a persisted query by hash is an operation."""
@@ -137,6 +197,11 @@ class GraphQLView(GraphQL[GatewayContext, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        """A GET's parameters; `variables` or `extensions` of `null` are as if absent."""
+        kept = {name: value for name, value in params.items() if not _is_null(name, value)}
+        return super().parse_query_params(kept)
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson refuses bytes that are not UTF-8 with a JSONDecodeError (a 400), where the
@@ -193,7 +258,7 @@ class GraphQLView(GraphQL[GatewayContext, None]):
             request_context.facts = facts
         if sub_response is not None and request.method == "GET":
             sub_response.headers["cache-control"] = cache_control(request, request_context, facts)
-            sub_response.headers["vary"] = "accept"
+            sub_response.headers["vary"] = VARY
         return answer
 
     def create_response(
@@ -223,6 +288,10 @@ def _kept_alive_sse(interval: float) -> type[SSETransport]:
             super().__init__(heartbeat_interval=interval)
 
     return KeptAliveSSE
+
+
+def _is_null(name: str, value: str | None) -> bool:
+    return name in ("variables", "extensions") and (value or "").strip() == "null"
 
 
 def contract_errors(result: ExecutionResult) -> list[GraphQLError]:

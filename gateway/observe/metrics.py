@@ -2,7 +2,8 @@
 
 Labels are bounded: routes are the app's own paths, operation names the first
 `max_operation_names` seen (then `other`), upstream outcomes the model's error codes (then
-`other`); never an identifier, a query text or a caller's address.
+`other`), regions the ones configured; never an identifier, a query text or a caller's
+address.
 
 With several worker processes (`PROMETHEUS_MULTIPROC_DIR` set), counters and histograms
 live in that folder and every worker's scrape answers their sum over all workers. The
@@ -16,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -96,14 +98,23 @@ class Metrics:
         )
         self.upstream_calls = Counter(
             "pcsgw_upstream_calls",
-            "PCS calls by operation and outcome (success, the AWS error code, or why none came).",
+            "PCS calls by operation, outcome (success, the AWS error code, or why none came) "
+            "and region.",
+            ["operation", "outcome", "region"],
+            registry=self.registry,
+        )
+        self.upstream_attempts = Counter(
+            "pcsgw_upstream_attempts",
+            "HTTP attempts PCS received by operation and outcome, the SDK's retries included: "
+            "what PCS quotas count.",
             ["operation", "outcome"],
             registry=self.registry,
         )
         self.upstream_latency = Histogram(
             "pcsgw_upstream_call_duration_seconds",
-            "PCS call latency by operation: rate-limit wait and the SDK's retries included.",
-            ["operation"],
+            "PCS call latency by operation and region: rate-limit wait and the SDK's retries "
+            "included.",
+            ["operation", "region"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -208,10 +219,30 @@ class _Reader(Collector):
         return []
 
 
+#: Counters of each region's lookups: (CacheStats field, help).
+_LOOKUP_COUNTERS = (
+    ("hits", "Cluster cache hits."),
+    ("misses", "Cluster cache misses that started a PCS call."),
+    ("stale_answers", "Answers served stale because PCS failed."),
+    ("coalesced_waits", "Requests that waited for another request's PCS call."),
+    ("negative_hits", "Not-found answers served from the cache."),
+    ("upstream_calls", "PCS GetCluster calls made by the cluster service."),
+)
+#: Counters of the one store all regions share.
+_STORE_COUNTERS = (
+    ("evictions", "Entries evicted by the memory bound."),
+    ("errors", "Cache backend failures (read as misses)."),
+)
+
+
 def cache_families(
-    stats: CacheStats, backend: str, degraded: Callable[[], bool] | None = None
+    lookups: Mapping[str, CacheStats],
+    store: CacheStats,
+    backend: str,
+    degraded: Callable[[], bool] | None = None,
 ) -> Iterator[Any]:
-    """The cluster cache's counters, and whether it is degraded now, labelled by backend."""
+    """The cluster cache's counters (lookups by backend and region, the store's by backend),
+    and whether the store is degraded now."""
     if degraded is not None:
         gauge = GaugeMetricFamily(
             "pcsgw_cache_degraded",
@@ -220,18 +251,14 @@ def cache_families(
         )
         gauge.add_metric([backend], 1.0 if degraded() else 0.0)
         yield gauge
-    for name, help_text in (
-        ("hits", "Cluster cache hits."),
-        ("misses", "Cluster cache misses that started a PCS call."),
-        ("stale_answers", "Answers served stale because PCS failed."),
-        ("coalesced_waits", "Requests that waited for another request's PCS call."),
-        ("negative_hits", "Not-found answers served from the cache."),
-        ("evictions", "Entries evicted by the memory bound."),
-        ("errors", "Cache backend failures (read as misses)."),
-        ("upstream_calls", "PCS GetCluster calls made by the cluster service."),
-    ):
+    for name, help_text in _LOOKUP_COUNTERS:
+        family = CounterMetricFamily(f"pcsgw_cache_{name}", help_text, labels=["backend", "region"])
+        for region, stats in lookups.items():
+            family.add_metric([backend, region], getattr(stats, name))
+        yield family
+    for name, help_text in _STORE_COUNTERS:
         family = CounterMetricFamily(f"pcsgw_cache_{name}", help_text, labels=["backend"])
-        family.add_metric([backend], getattr(stats, name))
+        family.add_metric([backend], getattr(store, name))
         yield family
 
 
@@ -255,33 +282,56 @@ class BreakerCounts(Protocol):
     def refused(self) -> int: ...
 
 
-def upstream_families(
-    limiter: RateBudgetCounts | None, breaker: BreakerCounts | None
-) -> Iterator[Metric]:
-    """The upstream rate limiter's waits and rejections, and the breaker's state."""
-    if limiter is not None:
-        waits = CounterMetricFamily("pcsgw_upstream_ratelimit_waits", "Calls that waited.")
-        waits.add_metric([], limiter.waits)
-        rejected = CounterMetricFamily(
-            "pcsgw_upstream_ratelimit_rejections", "Calls refused with THROTTLED."
+@dataclass(frozen=True, slots=True)
+class RegionBudget:
+    """One region's upstream rate budget and breaker, as the metrics read them."""
+
+    region: str
+    limiter: RateBudgetCounts | None
+    breaker: BreakerCounts | None
+
+
+def upstream_families(budgets: Iterable[RegionBudget]) -> Iterator[Metric]:
+    """Each region's rate-limit waits and rejections, and its breaker's state and counts."""
+    budgets = list(budgets)
+    limited = [(b.region, b.limiter) for b in budgets if b.limiter is not None]
+    if limited:
+        waits = CounterMetricFamily(
+            "pcsgw_upstream_ratelimit_waits", "Calls that waited.", labels=["region"]
         )
-        rejected.add_metric([], limiter.rejections)
+        rejected = CounterMetricFamily(
+            "pcsgw_upstream_ratelimit_rejections",
+            "Calls refused with THROTTLED.",
+            labels=["region"],
+        )
+        for region, limiter in limited:
+            waits.add_metric([region], limiter.waits)
+            rejected.add_metric([region], limiter.rejections)
         yield waits
         yield rejected
-    if breaker is not None:
+    guarded = [(b.region, b.breaker) for b in budgets if b.breaker is not None]
+    if guarded:
         state = GaugeMetricFamily(
-            "pcsgw_upstream_breaker_state", "1 for the breaker's current state.", labels=["state"]
+            "pcsgw_upstream_breaker_state",
+            "1 for the breaker's current state.",
+            labels=["region", "state"],
         )
-        for name in ("closed", "open", "half_open"):
-            state.add_metric([name], 1.0 if breaker.state == name else 0.0)
-        yield state
-        opened = CounterMetricFamily("pcsgw_upstream_breaker_opened", "Times it opened.")
-        opened.add_metric([], breaker.opened)
-        yield opened
+        opened = CounterMetricFamily(
+            "pcsgw_upstream_breaker_opened", "Times it opened.", labels=["region"]
+        )
         refused = CounterMetricFamily(
-            "pcsgw_upstream_breaker_refused", "Calls the open breaker kept from PCS."
+            "pcsgw_upstream_breaker_refused",
+            "Calls the open breaker kept from PCS.",
+            labels=["region"],
         )
-        refused.add_metric([], breaker.refused)
+        for region, breaker in guarded:
+            current = breaker.state
+            for name in ("closed", "open", "half_open"):
+                state.add_metric([region, name], 1.0 if current == name else 0.0)
+            opened.add_metric([region], breaker.opened)
+            refused.add_metric([region], breaker.refused)
+        yield state
+        yield opened
         yield refused
 
 

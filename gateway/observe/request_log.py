@@ -4,8 +4,9 @@ A request's id is the caller's `X-Request-ID` when that is 1 to 128 characters o
 digits and `._:-`, else a new random one; every response carries it back in `X-Request-ID`,
 answers of the answer cache included. While a request runs, the layers below note in its
 `RequestRecord` what they did (the operation, its outcome and error codes, each cluster
-cache lookup, the AWS request ids of PCS calls; see `gateway.context`); its line is
-written once the response has gone, and the GraphQL operation is counted in the metrics.
+cache lookup, the AWS request ids of PCS calls, the regions asked; see `gateway.context`);
+its line is written once the response has gone, and the GraphQL operation is counted in
+the metrics.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def _log_line(
         fields["cache"] = record.cache_outcome()
         fields["errors"] = record.error_codes
         fields["aws_request_ids"] = record.aws_request_ids
+        fields["regions"] = record.regions
     if trace_id is not None:
         fields["trace_id"] = trace_id
     log_fields(log, level, f"{method} {path} {status}", fields)

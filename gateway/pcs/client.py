@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -44,6 +46,8 @@ from gateway.pcs.rate_budget import RateBudget, SharedBudget, SharedTokens, Toke
 log = logging.getLogger(__name__)
 
 GET_CLUSTER = "GetCluster"
+#: An IAM role's ARN; its fifth field is the account id.
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/.+")
 LIST_CLUSTERS = "ListClusters"
 LIST_QUEUES = "ListQueues"
 GET_QUEUE = "GetQueue"
@@ -115,10 +119,13 @@ class PcsClient:
         limiter: RateBudget | None = None,
         breaker: CircuitBreaker | None = None,
         observer: UpstreamObserver | None = None,
+        account: str = "default",
     ) -> None:
         self._client = client
         #: Where calls go: the endpoint URL and region; part of every cache key.
         self.endpoint = endpoint
+        #: Whose credentials the calls carry (see `account_of`); part of every cache key.
+        self.account = account
         self.limiter = limiter
         self.breaker = breaker
         self._observer = observer or NoObserver()
@@ -126,10 +133,25 @@ class PcsClient:
             region=str(getattr(client.meta, "region_name", "") or ""),
             address=str(getattr(client.meta, "endpoint_url", "") or ""),
         )
+        # Every HTTP attempt is reported, the SDK's retries included: PCS counts them all.
+        client.meta.events.register(f"response-received.{SERVICE_NAME}", self._attempted)
         if limiter is not None:
             # Every HTTP attempt takes a token, the SDK's retries included: the rate is
             # what PCS receives, not how many calls the gateway started.
             client.meta.events.register(f"before-send.{SERVICE_NAME}", self._take_token)
+
+    def _attempted(
+        self,
+        event_name: str = "",
+        response_dict: Mapping[str, Any] | None = None,
+        parsed_response: Mapping[str, Any] | None = None,
+        exception: BaseException | None = None,
+        **_: Any,
+    ) -> None:
+        if isinstance(exception, errors.PcsError):
+            return  # held back by the gateway's rate budget: PCS never saw it
+        operation = event_name.rpartition(".")[2]
+        self._observer.attempted(operation, _attempt_outcome(response_dict, parsed_response))
 
     async def _take_token(self, **_: Any) -> None:
         # Returning None lets botocore send the request; Throttled ends the call unsent.
@@ -212,6 +234,7 @@ class PcsClient:
                 limiter=limiter,
                 breaker=breaker,
                 observer=observer,
+                account=await account_of(settings, session, credentials),
             )
 
     async def get_cluster(self, identifier: str) -> FetchedCluster:
@@ -242,17 +265,19 @@ class PcsClient:
     async def get_queue(self, cluster: str, queue: str) -> FetchedWire:
         """GetQueue: the `queue` member, checked against the model's shape."""
         params = {"clusterIdentifier": cluster, "queueIdentifier": queue}
-        return await self._call(GET_QUEUE, queue, params, _resource_of("queue", parse_queue))
+        read = _resource_of("queue", parse_queue)
+        return await self._call(GET_QUEUE, cluster, params, read, resource=queue)
 
     async def get_compute_node_group(self, cluster: str, group: str) -> FetchedWire:
         """GetComputeNodeGroup: the `computeNodeGroup` member, checked against the model."""
         params = {"clusterIdentifier": cluster, "computeNodeGroupIdentifier": group}
         read = _resource_of("computeNodeGroup", parse_compute_node_group)
-        return await self._call(GET_COMPUTE_NODE_GROUP, group, params, read)
+        return await self._call(GET_COMPUTE_NODE_GROUP, cluster, params, read, resource=group)
 
     async def list_tags_for_resource(self, arn: str) -> FetchedWire:
         """ListTagsForResource: the resource's `tags` map (absent: none)."""
-        return await self._call(LIST_TAGS_FOR_RESOURCE, arn, {"resourceArn": arn}, _read_tags)
+        params = {"resourceArn": arn}
+        return await self._call(LIST_TAGS_FOR_RESOURCE, "", params, _read_tags, resource=arn)
 
     async def _call(
         self,
@@ -260,8 +285,12 @@ class PcsClient:
         identifier: str,
         params: dict[str, Any],
         read: Callable[[_Answer], R],
+        *,
+        resource: str | None = None,
     ) -> R:
         """One PCS call on the guarded path every operation shares; raises PcsError.
+
+        `identifier` names the cluster ("" for none), `resource` what the call reads below it.
 
         The rate budget (per HTTP attempt), the breaker, the observer (outcome, duration
         with the rate-limit wait and the SDK's retries, AWS request id, HTTP status), and
@@ -270,9 +299,10 @@ class PcsClient:
         if operation not in OPERATIONS:
             raise ValueError(f"{operation} is not an operation this client may call")
         started = time.perf_counter()
-        with self._observer.call(operation, self._target, identifier) as report:
+        with self._observer.call(operation, self._target, identifier, resource) as report:
             try:
-                answer = await self._guarded(operation, identifier, params, read)
+                named = identifier if resource is None else resource
+                answer = await self._guarded(operation, named, params, read)
             except errors.PcsError as exc:
                 report.finished(
                     CallResult(
@@ -337,6 +367,39 @@ class PcsClient:
             ) from exc
         metadata = answer.get("ResponseMetadata", {})
         return _Answer(answer, metadata.get("RequestId"), metadata.get("HTTPStatusCode"))
+
+
+async def account_of(
+    settings: Settings, session: aioboto3.Session, credentials: Mapping[str, str] | None
+) -> str:
+    """Whose answers the cache holds: the configured namespace, the account of the role
+    in AWS_ROLE_ARN, else a digest of the access key id (never the key itself)."""
+    if settings.cache_namespace:
+        return settings.cache_namespace
+    role = ROLE_ARN.fullmatch(os.environ.get("AWS_ROLE_ARN", "").strip())
+    if role is not None:
+        return role.group(1)
+    key_id = (credentials or {}).get("aws_access_key_id")
+    if key_id is None:
+        try:
+            found = await session.get_credentials()
+        except Exception as exc:  # no usable credentials: calls will say so
+            log.debug("no credentials to name the cache's account: %s", type(exc).__name__)
+            found = None
+        key_id = None if found is None else found.access_key
+    if not key_id:
+        return "default"
+    return "key-" + hashlib.sha256(key_id.encode()).hexdigest()[:16]
+
+
+def _attempt_outcome(response: Mapping[str, Any] | None, parsed: Mapping[str, Any] | None) -> str:
+    """success, PCS's error code, or `unreachable` when no answer came (timeout, reset)."""
+    if response is None:
+        return "unreachable"
+    if int(response.get("status_code", 0)) < 300:
+        return SUCCESS
+    code = ((parsed or {}).get("Error") or {}).get("Code")
+    return str(code) if code else "unreadable"
 
 
 @dataclass(frozen=True, slots=True)

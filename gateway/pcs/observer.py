@@ -1,6 +1,7 @@
 """How the PCS client reports its calls: an interface it defines and observability implements.
 
-The client says what each call was (operation, target, identifier) and how it ended
+The client says what each call was (operation, target, the cluster and the resource it
+names) and how it ended
 (`CallResult`); what becomes of that (metrics, spans, the request log) is the observer's.
 """
 
@@ -57,9 +58,13 @@ class UpstreamObserver(Protocol):
     """Observes PCS calls; `call` is entered for the whole of each call."""
 
     def call(
-        self, operation: str, target: CallTarget, identifier: str
+        self, operation: str, target: CallTarget, identifier: str, resource: str | None = None
     ) -> AbstractContextManager[CallReport]:
-        """A call of `operation` about `identifier` is starting."""
+        """A call of `operation` is starting, about the cluster `identifier` ("" for none)
+        and, below it, `resource` (a queue or node group identifier, or an ARN)."""
+
+    def attempted(self, operation: str, outcome: str) -> None:
+        """One HTTP attempt of `operation` ended with `outcome` (retries are attempts too)."""
 
 
 def outcome_of(exc: errors.PcsError) -> str:
@@ -88,6 +93,9 @@ class NoObserver:
     _report: AbstractContextManager[CallReport] = nullcontext(_Unreported())
 
     def call(
-        self, operation: str, target: CallTarget, identifier: str
+        self, operation: str, target: CallTarget, identifier: str, resource: str | None = None
     ) -> AbstractContextManager[CallReport]:
         return self._report
+
+    def attempted(self, operation: str, outcome: str) -> None:
+        pass

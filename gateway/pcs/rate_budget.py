@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from gateway.pcs import errors
@@ -37,11 +37,13 @@ class TokenBucket:
         burst: float | None = None,
         max_wait: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(1.0, rate)
         self.max_wait = max_wait
         self._clock = clock
+        self._sleep = sleep
         self._tokens = self.burst
         self._updated = clock()
         #: Calls that waited for a token, and calls refused; read by the metrics.
@@ -64,7 +66,7 @@ class TokenBucket:
         self._tokens -= 1
         if wait > 0:
             self.waits += 1
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
 
 
 class RateBudget(Protocol):

@@ -4,7 +4,8 @@ A plain ASGI layer behind authentication. It counts requests to `/graphql` by ca
 API key or token subject, else the client address behind the trusted proxies) with the
 `limits` library, in memory or in Redis when the cache is Redis (one budget for every
 replica). Answers the answer cache serves never get here: they cost no execution and no
-PCS call. Over the budget: HTTP 429 with Retry-After and a `THROTTLED` error. When the
+PCS call; each operation on a WebSocket spends the same budget (`CallerLimit`). Over the
+budget: HTTP 429 with Retry-After and a `THROTTLED` error. When the
 storage fails, requests pass (logged): the limit protects capacity, it is not a credential.
 """
 
@@ -22,7 +23,7 @@ from redis.asyncio import BlockingConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config import Settings
-from gateway.context import RequestContext
+from gateway.context import Caller, RequestContext
 from gateway.http.refusal import send_refusal
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,10 @@ def make_storage(settings: Settings) -> Storage:
     return MemoryStorage()
 
 
-class CallerQuota:
-    """Refuses a caller's requests to GraphQL past its budget with 429 and Retry-After."""
+class CallerLimit:
+    """One budget per caller: spent by each request to GraphQL and each WebSocket operation."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, path: str = "/graphql") -> None:
-        self.app = app
-        self.path = path
+    def __init__(self, settings: Settings) -> None:
         self.trusted_proxies = settings.trusted_proxies
         self.timeout = settings.cache_timeout_seconds
         self.items: list[RateLimitItem] = (
@@ -87,31 +86,16 @@ class CallerQuota:
         self.limiter = MovingWindowRateLimiter(make_storage(settings)) if self.items else None
         self._warned = 0.0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.limiter is None
-            or scope["type"] not in ("http", "websocket")
-            or scope["path"] != self.path
-        ):
-            await self.app(scope, receive, send)
-            return
-        caller = RequestContext.of(scope).caller
-        if caller is None:  # a public request (GraphiQL's page): nothing executes
-            await self.app(scope, receive, send)
-            return
-        who = caller.subject or f"addr:{client_address(scope, self.trusted_proxies)}"
-        retry_after = await self._spend(who)
-        if retry_after is None:
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1013})
-            return
-        await _refuse(send, retry_after)
+    @property
+    def enabled(self) -> bool:
+        """Whether a limit is configured."""
+        return self.limiter is not None
 
-    async def _spend(self, who: str) -> int | None:
-        """None when the request may pass, else the seconds until it may."""
-        assert self.limiter is not None
+    async def spend(self, scope: Scope, caller: Caller) -> int | None:
+        """Spend one of the caller's budget: None when it may pass, else seconds to wait."""
+        if self.limiter is None:
+            return None
+        who = caller.subject or f"addr:{client_address(scope, self.trusted_proxies)}"
         try:
             async with asyncio.timeout(self.timeout * 4):
                 for item in self.items:
@@ -124,6 +108,43 @@ class CallerQuota:
                 self._warned = now
                 log.warning("rate limit storage failed, requests pass: %s", type(exc).__name__)
         return None
+
+
+class CallerQuota:
+    """Refuses a caller's requests to GraphQL past its budget with 429 and Retry-After."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        limit: CallerLimit | None = None,
+        path: str = "/graphql",
+    ) -> None:
+        self.app = app
+        self.path = path
+        self.limit = limit if limit is not None else CallerLimit(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            not self.limit.enabled
+            or scope["type"] not in ("http", "websocket")
+            or scope["path"] != self.path
+        ):
+            await self.app(scope, receive, send)
+            return
+        caller = RequestContext.of(scope).caller
+        if caller is None:  # a public request (GraphiQL's page): nothing executes
+            await self.app(scope, receive, send)
+            return
+        retry_after = await self.limit.spend(scope, caller)
+        if retry_after is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013})
+            return
+        await _refuse(send, retry_after)
 
 
 async def _refuse(send: Send, retry_after: int) -> None:

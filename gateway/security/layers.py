@@ -8,13 +8,13 @@ from starlette.middleware.cors import CORSMiddleware
 from gateway.config import Settings
 from gateway.http.admission import AdmissionMiddleware
 from gateway.security.authentication import AuthenticationMiddleware, Authenticator
-from gateway.security.caller_rate_limit import CallerQuota
+from gateway.security.caller_rate_limit import CallerLimit, CallerQuota
 
 #: Request headers a browser page may send cross-origin.
 CORS_HEADERS = ["authorization", "content-type", "x-api-key", "x-request-id"]
 
 
-def security_middleware(settings: Settings) -> list[Middleware]:
+def security_middleware(settings: Settings, limit: CallerLimit | None = None) -> list[Middleware]:
     """CORS, then methods and origins, then the caller, then the caller's rate limit."""
     return [
         # Credentials travel in headers, never cookies: no credentialed CORS, no `*`.
@@ -29,5 +29,5 @@ def security_middleware(settings: Settings) -> list[Middleware]:
         ),
         Middleware(AdmissionMiddleware),
         Middleware(AuthenticationMiddleware, authenticator=Authenticator(settings)),
-        Middleware(CallerQuota, settings=settings),
+        Middleware(CallerQuota, settings=settings, limit=limit),
     ]

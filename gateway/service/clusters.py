@@ -131,7 +131,7 @@ class ClusterService:
         # Redis while a fetch landed finds its answer. The memory backend needs no copy.
         self._near_limit = settings.cache_max_entries if store.kind == "redis" else 0
         self._near: LRU[str, ClusterAnswer] = LRU(self._near_limit)
-        self._prefix = f"pcsgw:{KEY_VERSION}:{client.endpoint}:"
+        self._prefix = f"pcsgw:{KEY_VERSION}:{client.account}:{client.endpoint}:"
 
     async def close(self) -> None:
         """Cancel the PCS calls still in flight, before the client under them closes."""
@@ -141,7 +141,7 @@ class ClusterService:
         await asyncio.gather(*flights, return_exceptions=True)
 
     def key(self, identifier: str) -> str:
-        """The cache key of an identifier: version, PCS endpoint and region, identifier."""
+        """The cache key of an identifier: version, account, PCS endpoint and region, identifier."""
         return self._prefix + identifier
 
     def answer_of(
@@ -323,9 +323,26 @@ class ClusterService:
             [key], entry.encode(), ttl=self._settings.cache_negative_ttl_seconds
         )
 
+    async def stale_copy(self, identifier: str) -> ClusterAnswer | None:
+        """The newest copy of a cluster, marked stale, for a request whose deadline passed
+        while PCS was still being asked; None when there is none young enough to serve."""
+        if self._settings.cache_max_stale_seconds <= 0:
+            return None
+        try:
+            check_identifier(identifier)
+        except InvalidIdentifier:
+            return None
+        answer = await self._stale_entry(self.key(identifier), "the request's deadline")
+        if answer is not None:
+            self._observer.looked_up("stale")
+        return answer
+
     async def _stale_answer(self, key: str, exc: errors.PcsError) -> ClusterAnswer | None:
         if not exc.serve_stale or self._settings.cache_max_stale_seconds <= 0:
             return None
+        return await self._stale_entry(key, type(exc).__name__)
+
+    async def _stale_entry(self, key: str, why: str) -> ClusterAnswer | None:
         entry = await self._read(key)
         if entry is None or entry.wire is None:
             return None
@@ -334,7 +351,7 @@ class ClusterService:
             return None
         cluster = parse_cluster(entry.wire)
         self.stats.stale_answers += 1
-        log.info("serving a stale value after %s", type(exc).__name__)
+        log.info("serving a stale value after %s", why)
         return ClusterAnswer(
             cluster, entry.fetched_at, entry.fetched_at + self.ttl(cluster), True, entry.request_id
         )

@@ -125,7 +125,7 @@ class ResourceCache(Generic[T]):
         # fetch landed finds that fetch's answer instead of calling PCS again.
         self._near: LRU[str, Answer[T]] = LRU(settings.cache_max_entries)
         self._region = client.region
-        self._prefix = f"pcsgw:{KEY_VERSION}:{client.endpoint}:{kind.name}:"
+        self._prefix = f"pcsgw:{KEY_VERSION}:{client.account}:{client.endpoint}:{kind.name}:"
         #: Calls made to PCS, for tests and metrics.
         self.upstream_calls = 0
 

@@ -188,6 +188,21 @@ class CacheStore:
         except Exception as exc:
             self._failed("set", exc)
 
+    async def add_within(self, key: str, amount: int, limit: int, ttl: int) -> bool:
+        """Add `amount` to a counter that lives `ttl` seconds from its first add, unless that
+        takes it past `limit`; False, nothing added, then or when the backend fails."""
+        try:
+            total = int(await self.backend.increment(key, amount))
+            if total == amount:
+                await self.backend.expire(key, ttl)
+            if total > limit:
+                await self.backend.increment(key, -amount)
+                return False
+        except Exception as exc:
+            self._failed("increment", exc)
+            return False
+        return True
+
     async def ping(self) -> bool:
         """True when the backend answers now; clears the degraded state when it does."""
         if isinstance(self.backend, BoundedMemoryCache):

@@ -93,6 +93,20 @@ class Emulator:
         found: list[str] = self.http.get("/_emulator/calls").json()["identifiers"]
         return found
 
+    def in_flight(self, operation: str = "GetCluster") -> list[str]:
+        """Identifiers of calls the emulator has received and not answered yet."""
+        log = self.http.get("/_emulator/calls").json()["log"]
+        return [
+            entry.get("identifier")
+            for entry in log
+            if entry["operation"] == operation and "status" not in entry
+        ]
+
+    def answered(self, operation: str = "GetCluster") -> int:
+        """Calls the emulator has answered, refused ones included."""
+        log = self.http.get("/_emulator/calls").json()["log"]
+        return sum(1 for entry in log if entry["operation"] == operation and "status" in entry)
+
     def reset(self) -> None:
         self.http.post("/_emulator/reset").raise_for_status()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STRICT = os.environ.get("PCS_GATEWAY_TESTS_STRICT") == "1"
 BASE_IMAGE = "localhost/pcs-gateway-base:bookworm"
 IMAGE = "localhost/pcs-gateway:test"

@@ -1,0 +1,1 @@
+"""Maintainer tooling: not shipped in the package."""
