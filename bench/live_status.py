@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.emulator import seed
 from gateway.emulator.app import create_emulator
-from tests.servers import ServerThread, free_port
+from tests.support.servers import ServerThread, free_port
 
 QUERY = "subscription W($id: String!) { clusterUpdated(identifier: $id) { name status } }"
 PER_CONNECTION = 100

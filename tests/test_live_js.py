@@ -12,8 +12,8 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Settings
-from tests.servers import ServerThread
-from tests.test_live import FAST, LiveEmulator, running_live_emulator
+from tests.support.live import FAST, LiveEmulator, running_live_emulator
+from tests.support.servers import ServerThread
 
 CLIENTS = Path(__file__).parent / "js"
 

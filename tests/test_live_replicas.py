@@ -14,8 +14,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Settings
-from tests.servers import ServerThread, free_port
-from tests.test_live import (
+from tests.support.live import (
     CLUSTER_UPDATED,
     INTERVAL,
     LiveEmulator,
@@ -24,6 +23,7 @@ from tests.test_live import (
     until,
     ws_client,
 )
+from tests.support.servers import ServerThread, free_port
 
 pytestmark = [pytest.mark.redis]
 

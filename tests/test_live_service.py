@@ -14,7 +14,7 @@ from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
 from gateway.service.live import LiveStatus, SlowConsumer, TokenExpired
 from gateway.service.store import CacheStats, CacheStore
-from tests.test_live import FAST, LiveEmulator, running_live_emulator
+from tests.support.live import FAST, LiveEmulator, running_live_emulator
 
 
 @pytest.fixture
