@@ -213,7 +213,7 @@ async def test_metrics_count_connections_subscriptions_pollers_and_events(
 async def test_sigterm_completes_subscriptions_closes_sockets_and_exits_0(
     live_emulator: LiveEmulator, tmp_path: Path
 ) -> None:
-    from tests.test_server import ServeProcess
+    from tests.support.serve import ServeProcess
 
     settings = {
         "AWS_ENDPOINT_URL_PCS": live_emulator.url,
