@@ -8,14 +8,19 @@ import gc
 import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from opentelemetry.sdk.trace import TracerProvider
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from gateway.config import ENV_PREFIX, Settings, SettingsError
+from gateway.coordination.budget import RedisTokens
+from gateway.coordination.changes import ChangeChannels
+from gateway.coordination.lease import Leases
+from gateway.coordination.link import connect, coordination_url
 from gateway.demo import DEMO_CREDENTIALS, DEMO_REGIONS, running_emulator
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
@@ -24,8 +29,9 @@ from gateway.graphql.cursors import Cursors
 from gateway.graphql.trusted_documents import ManifestError, TrustedDocuments
 from gateway.http.answer_cache import AnswerCache, answer_families
 from gateway.http.body_limit import BodyLimitMiddleware
+from gateway.http.live import CHANGES_PREFIX, LiveConnections, OpenConnections, live_families
 from gateway.http.probes import probe_routes
-from gateway.http.state import GatewayState, ObserveParts
+from gateway.http.state import Coordination, GatewayState, ObserveParts
 from gateway.http.view import GraphQLView
 from gateway.observe.metrics import (
     Metrics,
@@ -42,6 +48,7 @@ from gateway.pcs.client import PcsClient
 from gateway.security.layers import Security
 from gateway.service import store as cache
 from gateway.service.clusters import ClusterService
+from gateway.service.live import LiveStatus
 from gateway.service.regions import Regions, RegionServices
 from gateway.service.resources import ResourceServices
 from gateway.service.store import CacheStats, CacheStore
@@ -63,6 +70,9 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     state = GatewayState(
         settings=settings, observe=ObserveParts(metrics, tracing), caller_budget=security.rate_limit
     )
+    connections = OpenConnections()
+    state.on_drain.append(connections.close_all)
+    metrics.watch(lambda: live_families(state, connections))
     graphql = GraphQLView(
         state,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -88,6 +98,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             Middleware(RequestLogMiddleware, metrics=metrics, tracing=tracing),
             Middleware(MetricsMiddleware, metrics=metrics),
             *security.middleware(),
+            Middleware(LiveConnections, connections=connections),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lambda app: lifespan(state),
@@ -122,6 +133,21 @@ def region_names(settings: Settings, environ: Mapping[str, str]) -> tuple[str | 
     return (environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,)
 
 
+def shared_budget(redis: Redis, settings: Settings) -> Callable[[str], RedisTokens]:
+    """The deployment's PCS rate budget in Redis, one bucket per endpoint and region."""
+
+    def tokens(where: str) -> RedisTokens:
+        return RedisTokens(
+            redis,
+            key=f"pcsgw:budget:{where}",
+            rate=settings.pcs_rate_limit_per_second,
+            burst=settings.pcs_rate_limit_burst or max(1.0, settings.pcs_rate_limit_per_second),
+            max_wait=settings.pcs_rate_limit_max_wait_seconds,
+        )
+
+    return tokens
+
+
 @contextlib.asynccontextmanager
 async def lifespan(state: GatewayState) -> AsyncIterator[None]:
     """Make the long-lived parts into `state` at start; close them, in reverse, at stop."""
@@ -145,6 +171,17 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
                 settings.pcs_retry_budget_seconds,
                 settings.request_deadline_seconds,
             )
+        coordination = coordination_url(settings)
+        redis = None
+        if coordination is not None:
+            redis = connect(coordination, settings)
+            stack.push_async_callback(redis.aclose)
+            state.coordination = Coordination(
+                leases=Leases(redis), channels=ChangeChannels(redis, prefix=CHANGES_PREFIX)
+            )
+            state.coordination.channels.start()
+            stack.push_async_callback(state.coordination.channels.close)
+        leases = None if state.coordination is None else state.coordination.leases
         backend = cache.make_backend(settings, state.stats)
         store = CacheStore(backend, name=cache.describe(settings), stats=state.stats)
         stack.push_async_callback(store.close)
@@ -160,6 +197,7 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
                     region_name=wanted,
                     credentials=credentials,
                     observer=ObservedCalls(metrics=metrics, tracer=tracer),
+                    shared_tokens=None if redis is None else shared_budget(redis, settings),
                 )
             )
             region = client.region
@@ -170,6 +208,7 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
                 # The default region's counters are the state's, beside the store's own.
                 state.stats if not served else CacheStats(),
                 observer=ObservedLookups(tracer=tracer, region=region),
+                leases=leases,
             )
             stack.push_async_callback(service.close)
             resources = ResourceServices(
@@ -180,6 +219,13 @@ async def lifespan(state: GatewayState) -> AsyncIterator[None]:
         regions = state.regions = Regions(served, default=next(iter(served)))
         default = regions.get()
         state.client, state.service = default.client, default.clusters
+        state.live = LiveStatus(
+            settings,
+            channels=None if state.coordination is None else state.coordination.channels,
+            leases=leases,
+        )
+        stack.push_async_callback(state.live.close)
+        state.on_drain.insert(0, state.live.close)  # subscriptions complete, then sockets close
         if settings.cursor_key is not None:
             state.graphql.cursors = Cursors(settings.cursor_key.get_secret_value().encode())
         state.graphql.apq = PersistedQueries(

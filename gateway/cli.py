@@ -53,6 +53,9 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": settings.log_level,
         "access_log": False,  # the gateway writes its own line per request
         "proxy_headers": False,
+        # WebSocket pings keep subscription sockets open through proxies and find dead peers.
+        "ws_ping_interval": settings.live_keepalive_seconds,
+        "ws_ping_timeout": settings.live_keepalive_seconds,
     }
     limits = ConnectionLimits(
         max_header_bytes=settings.max_header_bytes,

@@ -199,6 +199,60 @@ class Settings(BaseSettings):
         10.0, description="How long the open breaker keeps calls from PCS before one probe."
     )
 
+    # Live status and replicas: subscriptions, the pollers behind them, Redis coordination.
+    coordination_url: str | None = Field(
+        None,
+        description="Redis that replicas coordinate through (poll leases, change events, the "
+        "shared PCS rate budget); default the cache's Redis, if any; `off` turns it off.",
+    )
+    replicas: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Replicas sharing the PCS rate limit: while the shared budget is "
+        "unreachable each one keeps to the limit divided by this.",
+    )
+    live_poll_settled_seconds: Seconds | None = Field(
+        None,
+        description="How often a subscribed cluster in a settled status is polled; default "
+        "the settled cache TTL.",
+    )
+    live_poll_transitional_seconds: Seconds | None = Field(
+        None,
+        description="How often a subscribed cluster in transition is polled; default the "
+        "transitional cache TTL.",
+    )
+    live_lease_seconds: Annotated[float, Field(ge=0.5, le=300)] = Field(
+        6.0,
+        description="Lease a replica holds to lead a cluster's poll; another takes over "
+        "within this time when it dies.",
+    )
+    live_cold_miss_wait_seconds: Annotated[float, Field(ge=0, le=30)] = Field(
+        1.0,
+        description="With Redis, how long a cache miss waits for the replica already asking "
+        "PCS for that cluster before asking itself; 0 turns the wait off.",
+    )
+    live_max_subscriptions_per_connection: int = Field(
+        100, ge=1, le=10_000, description="Most subscriptions one connection may hold at once."
+    )
+    live_max_subscriptions_per_caller: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Most subscriptions one caller may hold at once, all connections together.",
+    )
+    live_keepalive_seconds: Seconds = Field(
+        15.0,
+        description="Keep-alive interval of subscription streams (WebSocket pings, SSE comments).",
+    )
+    live_send_queue: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="Events waiting to be sent on one subscription at most; a consumer that "
+        "falls further behind is disconnected.",
+    )
+
     # Answer cache: repeated operations answered with their encoded bytes.
     answer_cache_max_entries: int = Field(
         10_000,
@@ -527,6 +581,23 @@ class Settings(BaseSettings):
         if not value.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("must start with memory://, redis:// or rediss://")
         return value
+
+    @field_validator("coordination_url")
+    @classmethod
+    def _known_coordination_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.strip().lower() in ("", "off"):
+            return ""
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must start with redis:// or rediss://, or be off")
+        return value
+
+    def live_poll_seconds(self, *, settled: bool) -> float:
+        """How often a subscribed cluster is polled, by its status class."""
+        if settled:
+            return self.live_poll_settled_seconds or self.cache_ttl_settled_seconds
+        return self.live_poll_transitional_seconds or self.cache_ttl_transitional_seconds
 
     @property
     def graphiql_enabled(self) -> bool:

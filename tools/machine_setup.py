@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 # Program on PATH -> Debian package that provides it. Tests fail, not skip, without them.
-DEBIAN_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium", "promtool": "prometheus"}
+DEBIAN_PACKAGES = {
+    "redis-server": "redis-server",
+    "chromium": "chromium",
+    "promtool": "prometheus",
+    "node": "nodejs",
+    "npm": "npm",
+}
 # The image test's engine, installed with its recommended packages (netavark, catatonit for
 # the pause image of `podman kube play`, ...), as verified on these machines.
 CONTAINER_PACKAGES = {"podman": "podman", "debootstrap": "debootstrap", "runc": "runc"}

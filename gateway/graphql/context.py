@@ -18,6 +18,7 @@ from gateway.context import AnswerFacts, Caller, RequestContext
 from gateway.graphql.cursors import Cursors
 from gateway.graphql.graph import RequestGraph
 from gateway.service.clusters import ClusterAnswer, ClusterService
+from gateway.service.live import LiveStatus
 from gateway.service.regions import Regions
 
 
@@ -52,6 +53,8 @@ class GatewayContext:
     fresh_until: float = math.inf
     #: Each ageSeconds field resolved: (response key, fetched_at, value).
     ages: list[tuple[str, float, float]] = field(default_factory=list)
+    #: The pollers and subscriptions of this process; None where live status is off.
+    live: LiveStatus | None = None
     #: Opens a span per resolver that asks the cluster service; None: tracing is off.
     tracer: Tracer | None = None
     _graph: RequestGraph | None = None

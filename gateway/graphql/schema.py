@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
-from strawberry.types import ExecutionContext, Info
+from strawberry.schema.schema import StreamResult
+from strawberry.types import ExecutionContext, ExecutionResult, Info
+from strawberry.types.graphql import OperationType
 
 from gateway.config import Settings
 from gateway.graphql import graph, resolvers
 from gateway.graphql.context import GatewayContext
-from gateway.graphql.errors import ErrorContract, log_errors
+from gateway.graphql.errors import ErrorContract, log_errors, to_contract
 from gateway.graphql.limits import limit_extensions, validation_extension
 from gateway.graphql.node_group_types import ComputeNodeGroup
 from gateway.graphql.queue_types import Queue
 from gateway.graphql.resource_types import ClusterConnection
+from gateway.graphql.subscriptions import Subscription
 from gateway.graphql.types import Cluster, DateTime
 
 #: The `region` argument of every root field: one of `regions`, the default when absent.
@@ -160,6 +164,36 @@ class GatewaySchema(strawberry.Schema):
     ) -> None:
         log_errors(errors)
 
+    async def stream(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+    ) -> StreamResult:
+        """Strawberry's stream, each result's errors in the contract (subscription events too)."""
+        source = await super().stream(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
+            allowed_operation_types,
+        )
+        return _in_contract(source)
+
+
+async def _in_contract(source: StreamResult) -> StreamResult:
+    async with contextlib.aclosing(source):
+        async for result in source:
+            if isinstance(result, ExecutionResult) and result.errors:
+                result.errors = [to_contract(error) for error in result.errors]
+            yield result
+
 
 #: Parsed and validated documents kept per process.
 DOCUMENT_CACHE_SIZE = 128
@@ -188,7 +222,12 @@ def build_schema(
         StaleReport,
         ErrorContract,
     ]
-    return GatewaySchema(query=Query, extensions=chain, scalar_overrides={datetime: DateTime})
+    return GatewaySchema(
+        query=Query,
+        subscription=Subscription,
+        extensions=chain,
+        scalar_overrides={datetime: DateTime},
+    )
 
 
 def export_sdl() -> str:

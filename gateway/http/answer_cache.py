@@ -157,6 +157,7 @@ class AnswerCache:
             scope["type"] != "http"
             or scope["path"] != self.path
             or scope["method"] not in ("GET", "POST")
+            or _streams(scope)
         ):
             await self.app(scope, receive, send)
             return
@@ -483,3 +484,10 @@ def answer_families(cache: AnswerCache) -> Iterator[Metric]:
     held = GaugeMetricFamily("pcsgw_answer_cache_bytes", "Bytes the held answers take, about.")
     held.add_metric([], cache.held_bytes)
     yield held
+
+
+def _streams(scope: Scope) -> bool:
+    """A subscription over SSE: a stream, never an answer to keep."""
+    return any(
+        name == b"accept" and b"text/event-stream" in value for name, value in scope["headers"]
+    )

@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from gateway.http.state import GatewayState
 from gateway.observe.metrics import CONTENT_TYPE
+from gateway.pcs.rate_budget import SharedBudget
 
 
 async def healthz(request: Request) -> Response:
@@ -26,6 +27,12 @@ def probe_routes(state: GatewayState) -> list[Route]:
         if state.store is not None:
             checks["cache"] = "ok" if await state.store.ping() else "degraded"
         checks["pcsClient"] = "ok" if state.service is not None else "missing"
+        coordination = state.coordination
+        if coordination is not None:
+            # Degraded, never 503: each replica then polls and keeps to its share alone.
+            checks["coordination"] = "ok" if coordination.channels.connected else "degraded"
+        if state.client is not None and isinstance(state.client.limiter, SharedBudget):
+            checks["rateBudget"] = "shared" if state.client.limiter.is_shared else "degraded"
         if state.client is not None and state.client.breaker is not None:
             # Reported, never a reason for 503: a PCS outage must not pull every replica.
             checks["pcsBreaker"] = state.client.breaker.state.value

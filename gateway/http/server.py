@@ -351,6 +351,12 @@ class GatewayServer(uvicorn.Server):
         for connection in list(self.server_state.connections):
             if isinstance(connection, LimitedHttpProtocol):
                 connection.drop_unfinished()
+        # Subscriptions complete and their sockets close (1001) before the wait for the rest.
+        for drain in self.state.on_drain:
+            try:
+                await asyncio.wait_for(drain(), timeout=max(0.1, deadline - loop.time()))
+            except Exception:
+                log.exception("a drain step failed")
         # Open keep-alive connections may still ask (and are told to close); in flight first.
         await self._finish_requests(deadline)
         for connection in list(self.server_state.connections):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.config import Settings
 from gateway.context import Caller
+from gateway.coordination.changes import ChangeChannels
+from gateway.coordination.lease import Leases
 from gateway.graphiql import GraphiQLPage
 from gateway.graphql.apq import PersistedQueries
 from gateway.graphql.compiler import Plans
@@ -17,6 +19,7 @@ from gateway.observe.metrics import Metrics
 from gateway.observe.tracing import Tracing
 from gateway.pcs.client import PcsClient
 from gateway.service.clusters import ClusterService
+from gateway.service.live import LiveStatus
 from gateway.service.regions import Regions
 from gateway.service.store import CacheStats, CacheStore
 
@@ -50,6 +53,14 @@ class GraphQLParts:
 
 
 @dataclass
+class Coordination:
+    """The Redis parts replicas share, for the probes and metrics."""
+
+    leases: Leases
+    channels: ChangeChannels
+
+
+@dataclass
 class GatewayState:
     """The long-lived parts, made in the lifespan and handed to each request."""
 
@@ -67,6 +78,12 @@ class GatewayState:
     client: PcsClient | None = None
     #: The per-caller rate limit, spent again by each operation on a WebSocket.
     caller_budget: CallerBudget | None = None
+    #: The pollers and subscriptions of this process.
+    live: LiveStatus | None = None
+    #: Replicas' coordination through Redis (poll leases, change events, the rate budget).
+    coordination: Coordination | None = None
+    #: Run when SIGTERM starts the drain, before waiting for requests in flight.
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     ready: bool = False
     draining: bool = False
     demo_endpoint: str | None = None

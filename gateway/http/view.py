@@ -9,6 +9,7 @@ answer cache, and the Cache-Control of a GET.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -18,12 +19,14 @@ from graphql.error import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.streaming import SSETransport
 from strawberry.http.types import QueryParams
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from gateway.context import AnswerFacts, RequestContext
@@ -69,20 +72,40 @@ class _ViewRequestAdapter(StarletteRequestAdapter):
         return None if content_type is None else content_type.lower()
 
 
+class _TextWebSocketAdapter(ASGIWebSocketAdapter):
+    """Sends each graphql-transport-ws message as a text frame, as the protocol requires."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
 class GraphQLView(GraphQL[GatewayContext, None]):
     """Strawberry's ASGI view, with the gateway's context and a fast JSON encoder."""
 
     request_adapter_class = _ViewRequestAdapter
     graphql_transport_ws_handler_class = OperationScopedHandler
+    websocket_adapter_class = _TextWebSocketAdapter
 
     def __init__(self, state: GatewayState, **kwargs: Any) -> None:
-        # graphql-transport-ws only: the older graphql-ws protocol is not served.
-        kwargs.setdefault("subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL,))
-        plans = state.graphql.plans = Plans(state.settings.compiled_plans_max_entries)
+        settings = state.settings
+        # graphql-transport-ws and graphql-sse: the older graphql-ws protocol is not served.
+        kwargs.setdefault(
+            "subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
+        )
+        kwargs.setdefault(
+            "max_subscriptions_per_connection", settings.live_max_subscriptions_per_connection
+        )
+        plans = state.graphql.plans = Plans(settings.compiled_plans_max_entries)
         self.gateway_schema = build_schema(
-            [OperationReport, lambda: CompiledExecution(plans)], settings=state.settings
+            [OperationReport, lambda: CompiledExecution(plans)], settings=settings
         )
         super().__init__(self.gateway_schema, **kwargs)
+        self.stream_transport_classes_by_protocol = {
+            GRAPHQL_SSE_PROTOCOL: _kept_alive_sse(settings.live_keepalive_seconds)
+        }
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -157,6 +180,7 @@ class GraphQLView(GraphQL[GatewayContext, None]):
             request_context=request_context,
             deadline=time.monotonic() + settings.request_deadline_seconds,
             tracer=None if tracing is None else tracing.tracer,
+            live=self.state.live,
         )
 
     def count_errors(self, errors: list[GraphQLError]) -> None:
@@ -280,6 +304,16 @@ async def raw_items(request: AsyncHTTPRequestAdapter) -> list[dict[str, Any]]:
     decoded = orjson.loads(await request.get_body())
     items = decoded if isinstance(decoded, list) else [decoded]
     return [item if isinstance(item, dict) else {} for item in items]
+
+
+def _kept_alive_sse(interval: float) -> type[SSETransport]:
+    """graphql-sse with a comment every `interval` seconds, so proxies keep the stream open."""
+
+    class KeptAliveSSE(SSETransport):
+        def __init__(self) -> None:
+            super().__init__(heartbeat_interval=interval)
+
+    return KeptAliveSSE
 
 
 def _is_null(name: str, value: str | None) -> bool:

@@ -41,7 +41,7 @@ from gateway.pcs.observer import (
     outcome_of,
 )
 from gateway.pcs.queue import parse_queue
-from gateway.pcs.rate_budget import TokenBucket
+from gateway.pcs.rate_budget import RateBudget, SharedBudget, SharedTokens, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class PcsClient:
         client: Any,
         *,
         endpoint: str,
-        limiter: TokenBucket | None = None,
+        limiter: RateBudget | None = None,
         breaker: CircuitBreaker | None = None,
         observer: UpstreamObserver | None = None,
         account: str = "default",
@@ -178,8 +178,13 @@ class PcsClient:
         region_name: str | None = None,
         credentials: Mapping[str, str] | None = None,
         observer: UpstreamObserver | None = None,
+        shared_tokens: Callable[[str], SharedTokens] | None = None,
     ) -> AsyncIterator[PcsClient]:
-        """Make the client once for the process; close it when the block ends."""
+        """Make the client once for the process; close it when the block ends.
+
+        With `shared_tokens` (made for the endpoint and region) the rate budget is the
+        deployment's, else this process's own.
+        """
         session = make_session()
         config = Config(
             max_pool_connections=settings.pcs_max_pool_connections,
@@ -200,11 +205,25 @@ class PcsClient:
             **dict(credentials or {}),
         ) as client:
             where = f"{client.meta.endpoint_url}|{client.meta.region_name}"
-            limiter = TokenBucket(
-                settings.pcs_rate_limit_per_second,
-                burst=settings.pcs_rate_limit_burst,
-                max_wait=settings.pcs_rate_limit_max_wait_seconds,
-            )
+            limiter: RateBudget
+            if shared_tokens is None:
+                limiter = TokenBucket(
+                    settings.pcs_rate_limit_per_second,
+                    burst=settings.pcs_rate_limit_burst,
+                    max_wait=settings.pcs_rate_limit_max_wait_seconds,
+                )
+            else:
+                # The replica's share, while the shared bucket is unreachable.
+                share = settings.pcs_rate_limit_per_second / settings.replicas
+                burst = settings.pcs_rate_limit_burst
+                limiter = SharedBudget(
+                    shared_tokens(where),
+                    TokenBucket(
+                        share,
+                        burst=None if burst is None else max(1.0, burst / settings.replicas),
+                        max_wait=settings.pcs_rate_limit_max_wait_seconds,
+                    ),
+                )
             breaker = CircuitBreaker(
                 threshold=settings.breaker_failure_threshold,
                 open_seconds=settings.breaker_open_seconds,

@@ -6,18 +6,21 @@ Resolvers ask this service for clusters, never the PCS client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from gateway.config import Settings
+from gateway.coordination.lease import Leases
 from gateway.lru import LRU
 from gateway.pcs import errors
 from gateway.pcs.client import FetchedCluster, PcsClient
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 KEY_VERSION = "v1"
 #: Longer than any name (41) or id PCS makes; the model's pattern alone has no upper bound.
 MAX_IDENTIFIER_LENGTH = 64
+#: How often a replica waiting on another's fetch of a cluster reads the cache.
+COLD_MISS_READ_SECONDS = 0.02
 
 
 class InvalidIdentifier(ValueError):
@@ -66,6 +71,8 @@ class ClusterAnswer:
     fresh_until: float
     stale: bool
     request_id: str | None
+    #: The cluster as PCS sent it (JSON), for replicas that pass it on; None when not kept.
+    wire: dict[str, Any] | None = None
 
     def age_seconds(self, now: float | None = None) -> float:
         """Seconds since PCS sent this value."""
@@ -107,8 +114,12 @@ class ClusterService:
         *,
         clock: Callable[[], float] = time.time,
         observer: LookupObserver | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self._client = client
+        # With Redis, replicas missing one cluster at once wait for the one that holds its
+        # fetch lease, instead of each asking PCS.
+        self._leases = leases if store.kind == "redis" else None
         self._observer = observer or NoLookupObserver()
         self._store = store
         self._settings = settings
@@ -132,6 +143,15 @@ class ClusterService:
     def key(self, identifier: str) -> str:
         """The cache key of an identifier: version, account, PCS endpoint and region, identifier."""
         return self._prefix + identifier
+
+    def answer_of(
+        self, wire: dict[str, Any], fetched_at: float, request_id: str | None
+    ) -> ClusterAnswer:
+        """An answer from a cluster another replica fetched and passed on."""
+        cluster = parse_cluster(wire)
+        return ClusterAnswer(
+            cluster, fetched_at, fetched_at + self.ttl(cluster), False, request_id, wire
+        )
 
     def ttl(self, cluster: Cluster) -> float:
         """Freshness by status: settled clusters change rarely, others soon."""
@@ -221,9 +241,55 @@ class ClusterService:
         fresh_until = entry.fetched_at + self.ttl(cluster)
         if now >= fresh_until:
             return None
-        return ClusterAnswer(cluster, entry.fetched_at, fresh_until, False, entry.request_id)
+        return ClusterAnswer(
+            cluster, entry.fetched_at, fresh_until, False, entry.request_id, entry.wire
+        )
 
     async def _fetch(self, identifier: str, key: str) -> ClusterAnswer:
+        wait = self._settings.live_cold_miss_wait_seconds
+        if self._leases is None or wait <= 0:
+            return await self._call(identifier, key)
+        lease = self._leases.lease(f"pcsgw:lease:fetch:{key}", wait + 1.0)
+        try:
+            held = await lease.acquire()
+        except (RedisError, OSError):
+            return await self._call(identifier, key)
+        if not held:
+            answer = await self._answer_of_holder(identifier, key, lease.taken, wait)
+            if answer is not None:
+                return answer
+        try:
+            return await self._call(identifier, key)
+        finally:
+            if held:
+                with contextlib.suppress(RedisError, OSError):
+                    await lease.release()
+
+    async def _answer_of_holder(
+        self,
+        identifier: str,
+        key: str,
+        taken: Callable[[], Awaitable[bool]],
+        wait: float,
+    ) -> ClusterAnswer | None:
+        """The answer another replica's fetch stores, read within `wait`; None: ask PCS."""
+        deadline = self._clock() + wait
+        while self._clock() < deadline:
+            await asyncio.sleep(COLD_MISS_READ_SECONDS)
+            entry = await self._read(key)
+            if entry is not None:
+                answer = self._fresh_answer(identifier, entry)
+                if answer is not None:
+                    self._keep_near([key], answer)
+                    return answer
+            try:
+                if not await taken():
+                    return None  # the holder is gone without storing an answer
+            except (RedisError, OSError):
+                return None
+        return None
+
+    async def _call(self, identifier: str, key: str) -> ClusterAnswer:
         self.stats.upstream_calls += 1
         try:
             fetched = await self._client.get_cluster(identifier)
@@ -247,7 +313,7 @@ class ClusterService:
         await self._store.set_many(
             keys, entry.encode(), ttl=ttl + self._settings.cache_max_stale_seconds
         )
-        answer = ClusterAnswer(cluster, now, now + ttl, False, fetched.request_id)
+        answer = ClusterAnswer(cluster, now, now + ttl, False, fetched.request_id, fetched.wire)
         self._keep_near(keys, answer)
         return answer
 

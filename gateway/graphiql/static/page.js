@@ -29,7 +29,69 @@
     };
   }
 
-  var fetcher = GraphiQL.createFetcher({ url: window.location.pathname });
+  var url = window.location.pathname;
+  var httpFetcher = GraphiQL.createFetcher({ url: url });
+
+  function isSubscription(params, opts) {
+    var document = opts && opts.documentAST;
+    if (!document) return /^\s*subscription\b/.test(params.query || "");
+    var operations = document.definitions.filter(function (d) {
+      return d.kind === "OperationDefinition";
+    });
+    var chosen = params.operationName
+      ? operations.filter(function (d) { return d.name && d.name.value === params.operationName; })[0]
+      : operations[0];
+    return Boolean(chosen) && chosen.operation === "subscription";
+  }
+
+  // Subscriptions over GraphQL over SSE (graphql-sse, distinct connections mode): a POST to
+  // this origin, so the policy's connect-src 'self' covers it and the header editor's
+  // credentials go with it. Stopping the subscription in GraphiQL aborts the stream.
+  async function* subscribe(params, headers) {
+    var controller = new AbortController();
+    try {
+      var response = await fetch(url, {
+        method: "POST",
+        headers: Object.assign(
+          { "content-type": "application/json", accept: "text/event-stream" },
+          headers || {}
+        ),
+        body: JSON.stringify(params),
+        signal: controller.signal,
+      });
+      var type = response.headers.get("content-type") || "";
+      if (type.indexOf("text/event-stream") !== 0) {
+        yield await response.json();
+        return;
+      }
+      var reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      var buffer = "";
+      for (;;) {
+        var chunk = await reader.read();
+        if (chunk.done) return;
+        buffer += chunk.value;
+        var messages = buffer.split(/\r?\n\r?\n/);
+        buffer = messages.pop();
+        for (var i = 0; i < messages.length; i++) {
+          var event = null;
+          var data = "";
+          messages[i].split(/\r?\n/).forEach(function (line) {
+            if (line.indexOf("event:") === 0) event = line.slice(6).trim();
+            else if (line.indexOf("data:") === 0) data += line.slice(5).trim();
+          });
+          if (event === "complete") return;
+          if (event === "next" && data) yield JSON.parse(data);
+        }
+      }
+    } finally {
+      controller.abort();
+    }
+  }
+
+  function fetcher(params, opts) {
+    if (isSubscription(params, opts)) return subscribe(params, opts && opts.headers);
+    return httpFetcher(params, opts);
+  }
   var explorer = GraphiQLPluginExplorer.explorerPlugin();
 
   var root = ReactDOM.createRoot(document.getElementById("graphiql"));
