@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway.app import create_app
 from gateway.config import Settings
@@ -280,9 +280,14 @@ async def test_subscriptions_authenticate_as_queries_and_guard_secret_references
 ) -> None:
     url = guarded_gateway.url
     with pytest.raises(InvalidStatus) as refused:
-        async with ws_client(url):
+        async with ws_client(url, {"x-api-key": "not-a-key"}):
             pass
     assert refused.value.response.status_code == 403
+    with pytest.raises(ConnectionClosed) as closed:
+        async with ws_client(url):  # no credentials in the headers nor in connection_init
+            pass
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4401
     async with ws_client(url, {"x-api-key": READER_KEY}) as reader:
         await reader.subscribe("r", SECRETS, {"id": "live-0"})
         assert await until(lambda: len(reader.messages.get("r", [])) == 1, 10)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +29,8 @@ subscription Watch($id: String!) {
 CLUSTERS_UPDATED = """
 subscription Watch($ids: [String!]!) { clustersUpdated(identifiers: $ids) { name status } }
 """
+#: The reference clients from npm (graphql-ws, graphql-sse) and their driver script.
+CLIENTS = Path(__file__).parent.parent / "js"
 #: Poll interval of the tests: the cache TTLs, which the intervals default to.
 INTERVAL = 1.0
 FAST = {
@@ -178,3 +183,15 @@ async def until(condition: Any, within: float, step: float = 0.02) -> bool:
 
 def statuses(events: list[dict[str, Any]], field: str = "clusterUpdated") -> list[str]:
     return [event[field]["status"] for event in events]
+
+
+@pytest.fixture(scope="module")
+def node_clients() -> Path:
+    """tests/js with its pinned packages installed (`npm ci` from the lock file)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are needed: apt-get install nodejs npm")
+    if not (CLIENTS / "node_modules" / "graphql-ws").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=CLIENTS, check=True, timeout=300
+        )
+    return CLIENTS
