@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -151,6 +152,59 @@ async def test_clusters_updated_sends_each_cluster_then_each_change(
         live_emulator.set_status("live-6", "DELETING")
         assert await until(lambda: len(client.data("b")) == 3, INTERVAL + 2)
         assert client.data("b")[-1]["clustersUpdated"] == {"name": "live-6", "status": "DELETING"}
+
+
+def not_found(messages: list[dict[str, Any]]) -> list[tuple[list[str], str | None]]:
+    """(path, resourceId) of each NOT_FOUND error in `next` payloads."""
+    return [
+        (error["path"], error["extensions"].get("resourceId"))
+        for m in messages
+        if m["type"] == "next"
+        for error in m["payload"].get("errors", [])
+        if error["extensions"]["code"] == "NOT_FOUND"
+    ]
+
+
+async def test_one_cluster_disappearing_leaves_the_others_of_clusters_updated_going(
+    live_emulator: LiveEmulator, live_gateway: ServerThread
+) -> None:
+    async with ws_client(live_gateway.url) as client:
+        ids = ["live-5", "live-6", "no-such-cluster"]
+        await client.subscribe("b", CLUSTERS_UPDATED, {"ids": ids})
+        assert await until(lambda: len(client.messages.get("b", [])) == 3, 10)
+        assert {e["clustersUpdated"]["name"] for e in client.data("b")} == {"live-5", "live-6"}
+        assert not_found(client.messages["b"]) == [(["clustersUpdated"], "no-such-cluster")]
+        live_emulator.delete("live-5")
+        assert await until(lambda: len(not_found(client.messages["b"])) == 2, INTERVAL + 2)
+        assert not_found(client.messages["b"])[1] == (["clustersUpdated"], "live-5")
+        gone = [m for m in client.messages["b"] if m["type"] == "next"][-1]
+        assert gone["payload"]["data"] is None
+        # The third cluster goes on: its change still arrives, and nothing has completed.
+        live_emulator.set_status("live-6", "UPDATING")
+        assert await until(lambda: len(client.data("b")) == 3, INTERVAL + 2)
+        assert client.data("b")[-1]["clustersUpdated"] == {"name": "live-6", "status": "UPDATING"}
+        assert "complete" not in client.kinds("b")
+        # Once the last one goes, the subscription completes.
+        live_emulator.delete("live-6")
+        assert await until(lambda: "complete" in client.kinds("b"), INTERVAL + 2)
+        assert not_found(client.messages["b"])[-1] == (["clustersUpdated"], "live-6")
+
+
+async def test_clusters_updated_over_sse_reports_a_missing_cluster_and_goes_on(
+    live_emulator: LiveEmulator, live_gateway: ServerThread
+) -> None:
+    async with httpx.AsyncClient(base_url=live_gateway.url, timeout=30) as http:
+        sse = SseClient()
+        ids = ["live-8", "no-such-cluster"]
+        stream = asyncio.create_task(sse.run(http, CLUSTERS_UPDATED, {"ids": ids}))
+        assert await until(lambda: len(sse.events) == 2, 10)
+        live_emulator.set_status("live-8", "UPDATING")
+        assert await until(lambda: len(sse.data()) == 3, INTERVAL + 2)
+        stream.cancel()
+    nexts = [payload for kind, payload in sse.events if kind == "next"]
+    assert [e["extensions"]["code"] for p in nexts for e in p.get("errors", [])] == ["NOT_FOUND"]
+    assert [d["clustersUpdated"]["status"] for d in sse.data() if d] == ["ACTIVE", "UPDATING"]
+    assert ("complete", None) not in sse.events  # the stream went on
 
 
 async def test_subscription_limits_are_errors_with_codes(
