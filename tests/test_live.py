@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -377,3 +378,83 @@ async def test_websocket_upgrades_from_other_origins_are_refused(
     async with ws_client(guarded_gateway.url, portal) as client:
         await client.subscribe("p", CLUSTER_UPDATED, {"id": "live-0"})
         assert await until(lambda: len(client.data("p")) == 1, 10)
+
+
+def error_codes(messages: list[dict[str, Any]]) -> list[str]:
+    """The `extensions.code` of every error in `error` and `next` messages."""
+    found = []
+    for m in messages:
+        payload = m.get("payload")
+        errors = payload if isinstance(payload, list) else (payload or {}).get("errors", [])
+        found += [e["extensions"]["code"] for e in errors]
+    return found
+
+
+async def test_a_connection_holds_at_most_its_limit_of_subscriptions(
+    live_emulator: LiveEmulator,
+) -> None:
+    server = ServerThread(create_app(Settings(**FAST, live_max_subscriptions_per_connection=2)))
+    server.start()
+    try:
+        async with ws_client(server.url) as client, ws_client(server.url) as other:
+            for n in range(3):
+                await client.subscribe(str(n), CLUSTER_UPDATED, {"id": "live-3"})
+            assert await until(lambda: all(client.messages.get(str(n)) for n in range(3)), 10)
+            assert [client.kinds(str(n))[0] for n in range(3)] == ["next", "next", "error"]
+            (refused,) = client.messages["2"][0]["payload"]
+            assert refused["extensions"] == {"code": "TOO_MANY_SUBSCRIPTIONS", "limit": 2}
+            # The limit is the connection's: another one subscribes, and a place freed is taken.
+            await other.subscribe("o", CLUSTER_UPDATED, {"id": "live-3"})
+            assert await until(lambda: len(other.data("o")) == 1, 10)
+            await client.socket.send(json.dumps({"id": "0", "type": "complete"}))
+            await asyncio.sleep(0.2)
+            await client.subscribe("3", CLUSTER_UPDATED, {"id": "live-3"})
+            assert await until(lambda: len(client.data("3")) == 1, 10)
+    finally:
+        server.stop()
+
+
+async def test_a_caller_holds_at_most_its_limit_over_all_its_connections(
+    live_emulator: LiveEmulator,
+) -> None:
+    settings = Settings(
+        **FAST, api_keys=f"{READER_KEY}, {ADMIN_KEY}", live_max_subscriptions_per_caller=2
+    )
+    server = ServerThread(create_app(settings)).start()
+    key = {"x-api-key": READER_KEY}
+    try:
+        async with (
+            ws_client(server.url, key) as first,
+            ws_client(server.url, key) as second,
+            httpx.AsyncClient(base_url=server.url, timeout=30) as http,
+        ):
+            await first.subscribe("a", CLUSTER_UPDATED, {"id": "live-4"})
+            sse = SseClient()
+            stream = asyncio.create_task(sse.run(http, CLUSTER_UPDATED, {"id": "live-4"}, key))
+            assert await until(lambda: len(first.data("a")) == 1 and len(sse.data()) == 1, 10)
+            # Third and fourth, on another WebSocket and over SSE: both refused.
+            await second.subscribe("b", CLUSTER_UPDATED, {"id": "live-4"})
+            refused_sse = SseClient()
+            await asyncio.wait_for(
+                refused_sse.run(http, CLUSTER_UPDATED, {"id": "live-4"}, key), 10
+            )
+            assert await until(lambda: "complete" in second.kinds("b"), 10)
+            assert error_codes(second.messages["b"]) == ["TOO_MANY_SUBSCRIPTIONS"]
+            sse_codes = [
+                e["extensions"]["code"]
+                for kind, p in refused_sse.events
+                if kind == "next"
+                for e in p.get("errors", [])
+            ]
+            assert sse_codes == ["TOO_MANY_SUBSCRIPTIONS"]
+            # Another caller is not counted with this one.
+            async with ws_client(server.url, {"x-api-key": ADMIN_KEY}) as admin:
+                await admin.subscribe("c", CLUSTER_UPDATED, {"id": "live-4"})
+                assert await until(lambda: len(admin.data("c")) == 1, 10)
+            # One of the caller's ends: its place is free again.
+            stream.cancel()
+            await asyncio.sleep(0.3)
+            await second.subscribe("d", CLUSTER_UPDATED, {"id": "live-4"})
+            assert await until(lambda: len(second.data("d")) == 1, 10)
+    finally:
+        server.stop()
