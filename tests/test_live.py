@@ -21,6 +21,7 @@ from tests.support.live import (
     CLUSTERS_UPDATED,
     FAST,
     INTERVAL,
+    GatewayProcess,
     LiveEmulator,
     SseClient,
     running_live_emulator,
@@ -268,15 +269,14 @@ async def test_metrics_count_connections_subscriptions_pollers_and_events(
 async def test_sigterm_completes_subscriptions_closes_sockets_and_exits_0(
     live_emulator: LiveEmulator, tmp_path: Path
 ) -> None:
-    from tests.test_server import ServeProcess
-
     settings = {
         "AWS_ENDPOINT_URL_PCS": live_emulator.url,
         "PCS_GATEWAY_CACHE_TTL_SETTLED_SECONDS": str(INTERVAL),
         "PCS_GATEWAY_DRAIN_SECONDS": "5",
         "PCS_GATEWAY_WEBSOCKETS": "true",
     }
-    serve = await asyncio.to_thread(ServeProcess, tmp_path, settings)
+    serve = GatewayProcess(tmp_path, settings)
+    await asyncio.to_thread(serve.wait_ready)
     try:
         async with (
             ws_client(serve.url) as client,
