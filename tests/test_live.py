@@ -458,3 +458,50 @@ async def test_a_caller_holds_at_most_its_limit_over_all_its_connections(
             assert await until(lambda: len(second.data("d")) == 1, 10)
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+async def test_a_websocket_that_stops_reading_is_disconnected_and_its_poll_stops(
+    live_emulator: LiveEmulator, tmp_path: Path
+) -> None:
+    settings = {
+        "AWS_ENDPOINT_URL_PCS": live_emulator.url,
+        "PCS_GATEWAY_CACHE_TTL_SETTLED_SECONDS": str(INTERVAL),
+        "PCS_GATEWAY_CACHE_TTL_TRANSITIONAL_SECONDS": str(INTERVAL),
+        "PCS_GATEWAY_LIVE_KEEPALIVE_SECONDS": "1",
+        "PCS_GATEWAY_WEBSOCKETS": "true",
+        "PCS_GATEWAY_RATE_LIMIT": "off",
+    }
+    serve = GatewayProcess(tmp_path, settings)
+    try:
+        await asyncio.to_thread(serve.wait_ready)
+
+        def gauges() -> tuple[float, float, float]:
+            return (
+                serve.metric('pcsgw_live_connections{transport="websocket"}'),
+                serve.metric("pcsgw_live_subscriptions"),
+                serve.metric("pcsgw_live_pollers"),
+            )
+
+        async with ws_client(serve.url) as client:
+            for n in range(3):
+                await client.subscribe(str(n), CLUSTER_UPDATED, {"id": "live-6"})
+            assert await until(lambda: all(len(client.data(str(n))) == 1 for n in range(3)), 20)
+            assert await asyncio.to_thread(gauges) == (1.0, 3.0, 1.0)
+            # A frozen tab: nothing more is read, so no ping is answered and events pile up.
+            client.reader.cancel()
+            client.socket.transport.pause_reading()
+            live_emulator.set_status("live-6", "UPDATING")
+
+            async def gone() -> bool:
+                return await asyncio.to_thread(gauges) == (0.0, 0.0, 0.0)
+
+            deadline = time.monotonic() + 2 * 1.0 + 3 * INTERVAL + 5
+            while not await gone():
+                assert time.monotonic() < deadline, await asyncio.to_thread(gauges)
+                await asyncio.sleep(0.2)
+        code, output = await asyncio.to_thread(serve.stop)
+        assert code == 0
+        assert "websocket connection ended" in output
+    finally:
+        await asyncio.to_thread(serve.stop)

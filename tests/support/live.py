@@ -253,7 +253,7 @@ class GatewayProcess:
         return self
 
     def metric(self, name: str) -> float:
-        """One unlabelled sample of /metrics."""
+        """One sample of /metrics, by its name and labels as written there."""
         for line in httpx.get(f"{self.url}/metrics", timeout=5).text.splitlines():
             if line.startswith(f"{name} "):
                 return float(line.split()[1])
