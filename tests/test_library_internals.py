@@ -94,6 +94,7 @@ def test_strawberry_view_hooks_keep_their_names_and_parameters() -> None:
             "encode_json",
             "decode_json",
             "parse_http_body",
+            "parse_query_params",
             "process_result",
             "create_response",
         }

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -24,7 +23,8 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.http.server import ClosingWhileDraining, GatewayServer
 from gateway.http.state import GatewayState
-from tests.support.gateway import AWS_TEST_ENVIRONMENT, GatewayFactory, assert_no_leaks
+from tests.support.gateway import GatewayFactory, assert_no_leaks
+from tests.support.serve import ServeProcess, readyz, wait_until
 from tests.support.servers import Emulator, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,23 +32,6 @@ QUERY = "query($id: String!) { cluster(identifier: $id) { name status } }"
 SLOW_CLUSTERS = ["demo-active", "demo-creating", "demo-updating", "demo-full"]
 PCS_LATENCY_SECONDS = 3.0
 DRAIN_SECONDS = 20.0
-
-
-def wait_until(condition: Any, seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds}s: {what}")
-
-
-def readyz(url: str) -> httpx.Response | None:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=5)
-    except httpx.TransportError:
-        return None
 
 
 def refuses_connections(port: int) -> bool:
@@ -262,44 +245,6 @@ def test_a_stop_while_starting_waits_for_the_start_then_closes(
             held.release.set()
         assert server.server.exit_code == 0
     assert "gateway stopped: PCS client and cache closed" in caplog.text
-
-
-class ServeProcess:
-    """`pcs-gateway serve` in a process of its own, its output in a file."""
-
-    def __init__(self, tmp_path: Path, settings: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.output = tmp_path / f"serve-{self.port}.log"
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("PCS_GATEWAY_")},
-            **AWS_TEST_ENVIRONMENT,
-            **settings,
-        }
-        with self.output.open("w") as sink:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--port", str(self.port)],
-                cwd=ROOT,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(lambda: (r := readyz(self.url)) is not None and r.status_code == 200, 60, "up")
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=15)
-
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM, then the exit code and everything the process wrote."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=60)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return code, self.output.read_text()
 
 
 def read_answer(sock: socket.socket) -> bytes:
