@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from gateway.emulator import seed
 from gateway.emulator.app import create_emulator
 from tests.support.gateway import AWS_TEST_ENVIRONMENT, assert_no_leaks
+from tests.support.serve import ROOT, readyz
 from tests.support.servers import ServerThread, free_port
 
 CLUSTER_UPDATED = """
@@ -33,8 +34,6 @@ subscription Watch($id: String!) {
 CLUSTERS_UPDATED = """
 subscription Watch($ids: [String!]!) { clustersUpdated(identifiers: $ids) { name status } }
 """
-#: The repository: `python3 -m gateway` runs from here in gateway processes.
-ROOT = Path(__file__).resolve().parent.parent.parent
 #: The reference clients from npm (graphql-ws, graphql-sse) and their driver script.
 CLIENTS = Path(__file__).parent.parent / "js"
 #: Poll interval of the tests: the cache TTLs, which the intervals default to.
@@ -208,7 +207,11 @@ def node_clients() -> Path:
 
 
 class GatewayProcess:
-    """`python3 -m gateway serve` in a process of its own (this checkout), its output in a file."""
+    """`python3 -m gateway serve` in a process of its own, its output in a file.
+
+    Unlike `tests.support.serve.ServeProcess` it returns before the process is ready, so
+    several start at once, and it can be killed without a drain and read for its metrics.
+    """
 
     def __init__(self, folder: Path, settings: dict[str, str]) -> None:
         self.port = free_port()
@@ -239,10 +242,8 @@ class GatewayProcess:
             raise AssertionError(
                 f"serve exited {self.process.returncode}: {self.output.read_text()}"
             )
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
-        except httpx.TransportError:
-            return False
+        answer = readyz(self.url)
+        return answer is not None and answer.status_code == 200
 
     def wait_ready(self, within: float = 60) -> GatewayProcess:
         deadline = time.monotonic() + within
