@@ -126,6 +126,13 @@ async def test_an_init_payload_without_valid_credentials_closes_with_4401(
     assert (code, reason) == (4401, "The API key is not valid.")
     code, _ = await refusal(keyed.url, {"x-api-key": 12345})
     assert code == 4401
+    # A page of another origin is refused at the handshake, credentials or not.
+    with pytest.raises(InvalidStatus) as foreign:
+        async with ws_client(
+            keyed.url, {"origin": "https://evil.example"}, **{"x-api-key": ADMIN_KEY}
+        ):
+            pass
+    assert foreign.value.response.status_code == 403
     # A bad key in the upgrade's headers is refused at the handshake, as before.
     with pytest.raises(InvalidStatus) as refused:
         async with ws_client(keyed.url, {"x-api-key": "not-a-key"}):
