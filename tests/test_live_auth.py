@@ -234,3 +234,20 @@ def test_graphql_ws_sends_an_api_key_or_a_token_as_connection_params(
         assert [e["data"]["clusterUpdated"]["status"] for e in events] == ["ACTIVE"]
     assert refused.returncode == 1
     assert "4401" in out and "The API key is not valid." in out
+
+
+async def test_a_socket_that_never_sends_connection_init_closes_after_the_header_timeout(
+    live_emulator: LiveEmulator,
+) -> None:
+    server = gateway(api_keys=READER_KEY, header_timeout_seconds=1)
+    try:
+        address = server.url.replace("http://", "ws://") + "/graphql"
+        async with connect(address, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
+            waited = time.monotonic()
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(socket.recv(), 10)
+            assert time.monotonic() - waited >= 0.9
+    finally:
+        server.stop()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4408
