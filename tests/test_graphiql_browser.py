@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
@@ -245,6 +246,64 @@ def test_graphiql_runs_the_demo_query_from_local_assets_under_its_csp(
     origin = gateway.url + "/"
     left = [u for u in browser.requested_urls() if not u.startswith((origin, "data:"))]
     assert left == [], "requests left 127.0.0.1"
+    assert browser.evaluate("window.__cspViolations") == []
+    problems = [m for m in browser.console_messages() if "Content Security Policy" in m]
+    assert problems == []
+    assert not [m for m in browser.console_messages() if m.startswith("exception")]
+
+
+SUBSCRIPTION = (
+    'subscription WatchDemo { clusterUpdated(identifier: "demo-active") { name status } }'
+)
+QUERY_EDITOR = "document.querySelector('.graphiql-query-editor .CodeMirror')?.CodeMirror"
+
+
+def test_graphiql_subscribes_and_shows_a_status_change_under_its_csp(
+    browser: Browser, start_gateway: GatewayFactory
+) -> None:
+    assets = downloaded_assets()
+    gateway = start_gateway(
+        demo=True,
+        graphiql_assets_dir=assets,
+        cache_ttl_settled_seconds=1,
+        cache_ttl_transitional_seconds=1,
+    )
+    emulator = gateway.app.state.gateway.demo_endpoint
+    browser.send("Page.navigate", url=f"{gateway.url}/graphql")
+    browser.wait_for(f"({QUERY_EDITOR}?.getValue() || '').includes('demo-full')")
+    browser.evaluate(f"{QUERY_EDITOR}.setValue({json.dumps(SUBSCRIPTION)})")
+    # GraphiQL has read the new document once the tab is named for its operation.
+    browser.wait_for(
+        "document.querySelector('.graphiql-tab-active .graphiql-tab-button')"
+        "?.textContent.trim() === 'WatchDemo'"
+    )
+    browser.click(".graphiql-execute-button")
+    first = browser.wait_for(f"({RESULT_TEXT} || '').includes('clusterUpdated') && {RESULT_TEXT}")
+    assert json.loads(first) == {
+        "data": {"clusterUpdated": {"name": "demo-active", "status": "ACTIVE"}}
+    }
+
+    # The emulator's control changes the status; the open subscription shows the change.
+    flipped = httpx.post(
+        f"{emulator}/_emulator/clusters/demo-active/status", json={"status": "UPDATING"}, timeout=5
+    )
+    assert flipped.status_code == 200
+    changed = browser.wait_for(f"({RESULT_TEXT} || '').includes('UPDATING') && {RESULT_TEXT}", 15)
+    assert json.loads(changed) == {
+        "data": {"clusterUpdated": {"name": "demo-active", "status": "UPDATING"}}
+    }
+
+    streams = [
+        e["params"]
+        for e in browser.events
+        if e["method"] == "Network.requestWillBeSent"
+        and e["params"]["request"]["method"] == "POST"
+        and "text/event-stream" in e["params"]["request"]["headers"].get("accept", "")
+    ]
+    assert [s["request"]["url"] for s in streams] == [f"{gateway.url}/graphql"]
+    origin = gateway.url + "/"
+    left = [u for u in browser.requested_urls() if not u.startswith((origin, "data:"))]
+    assert left == [], "requests left the gateway's origin"
     assert browser.evaluate("window.__cspViolations") == []
     problems = [m for m in browser.console_messages() if "Content Security Policy" in m]
     assert problems == []

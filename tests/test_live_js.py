@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,24 +11,12 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Settings
-from tests.support.live import FAST, LiveEmulator, running_live_emulator
+from tests.support.live import FAST, LiveEmulator, node_clients, running_live_emulator
 from tests.support.servers import ServerThread
-
-CLIENTS = Path(__file__).parent / "js"
 
 pytestmark = [pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def node_clients() -> Path:
-    """tests/js with its pinned packages installed (`npm ci` from the lock file)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("node and npm are needed: apt-get install nodejs npm")
-    if not (CLIENTS / "node_modules" / "graphql-ws").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=CLIENTS, check=True, timeout=300
-        )
-    return CLIENTS
+__all__ = ["node_clients"]  # the fixture, imported
 
 
 @pytest.fixture

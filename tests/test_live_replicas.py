@@ -1,29 +1,38 @@
-"""Live status across replicas sharing a real Redis: one poll per cluster, one PCS budget."""
+"""Live status across replicas sharing a real Redis: one poll per cluster, one PCS budget.
+
+The poll and its hand-over run in three `pcs-gateway serve` processes; the cold burst and the
+budget in three servers of this process, each with its own event loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from gateway.app import create_app
 from gateway.config import Settings
 from tests.support.live import (
     CLUSTER_UPDATED,
     INTERVAL,
+    GatewayProcess,
     LiveEmulator,
+    SseClient,
     running_live_emulator,
     statuses,
     until,
     ws_client,
 )
-from tests.support.servers import ServerThread, free_port
+from tests.support.servers import RedisServer, ServerThread, free_port
 
 pytestmark = [pytest.mark.redis]
 
@@ -73,67 +82,118 @@ def shared(redis_url: str, **more: Any) -> dict[str, Any]:
     }
 
 
-def kill(server: ServerThread) -> None:
-    """Stop a replica's event loop where it stands: no drain, no lease released."""
-    server.loop.call_soon_threadsafe(server.loop.stop)
-    server.thread.join(timeout=10)
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own: no other test's keys can disturb its leases."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def leader_of(redis_url: str, identifier: str) -> int:
+    """The pid of the process leading a cluster's poll: the owner token of its lease."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = [
+            k for k in client.scan_iter("pcsgw:lease:live:*") if k.endswith(identifier.encode())
+        ]
+        assert len(keys) == 1, keys
+        owner = client.get(keys[0])
+    finally:
+        client.close()
+    assert isinstance(owner, bytes)
+    return int(owner.decode().split(":")[1])
 
 
 @pytest.mark.slow
-async def test_three_replicas_poll_each_cluster_once_per_interval(
-    live_emulator: LiveEmulator, replicas: Replicas, redis_url: str
+async def test_three_processes_poll_each_cluster_once_and_survive_the_leaders_death(
+    live_emulator: LiveEmulator, own_redis: RedisServer, tmp_path: Path
 ) -> None:
-    servers = replicas.start(3, **shared(redis_url))
+    lease = 2.0
+    settings = {
+        "AWS_ENDPOINT_URL_PCS": live_emulator.url,
+        "PCS_GATEWAY_CACHE_URL": own_redis.url,
+        "PCS_GATEWAY_CACHE_TTL_SETTLED_SECONDS": str(INTERVAL),
+        "PCS_GATEWAY_CACHE_TTL_TRANSITIONAL_SECONDS": str(INTERVAL),
+        "PCS_GATEWAY_LIVE_LEASE_SECONDS": str(lease),
+        "PCS_GATEWAY_WEBSOCKETS": "true",
+        "PCS_GATEWAY_RATE_LIMIT": "off",
+    }
+    gateways = [GatewayProcess(tmp_path, settings) for _ in range(3)]
     names = [f"live-{n}" for n in range(5)]
-    async with AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(ws_client(s.url)) for s in servers]
-        for client in clients:
-            for n in range(100):
-                await client.subscribe(str(n), CLUSTER_UPDATED, {"id": names[n % 5]})
+    try:
+        for gateway in gateways:
+            await asyncio.to_thread(gateway.wait_ready)
+        async with AsyncExitStack() as stack:
+            # 100 subscribers a process: 90 on one WebSocket, 10 SSE streams; 20 a cluster.
+            sockets = [await stack.enter_async_context(ws_client(g.url)) for g in gateways]
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
+            subscribers: list[tuple[int, str, Callable[[], list[dict[str, Any]]]]] = []
+            streams = []
+            for index, (gateway, socket) in enumerate(zip(gateways, sockets, strict=True)):
+                for n in range(90):
+                    await socket.subscribe(str(n), CLUSTER_UPDATED, {"id": names[n % 5]})
+                    subscribers.append(
+                        (index, names[n % 5], functools.partial(socket.data, str(n)))
+                    )
+                for n in range(10):
+                    sse = SseClient()
+                    run = sse.run(http, CLUSTER_UPDATED, {"id": names[n % 5]}, url=gateway.url)
+                    streams.append(asyncio.create_task(run))
+                    subscribers.append((index, names[n % 5], sse.data))
 
-        def events() -> list[int]:
-            return [len(c.data(str(n))) for c in clients for n in range(100)]
+            def counts(cluster: str | None = None, alive: set[int] | None = None) -> list[int]:
+                return [
+                    len(read())
+                    for process, name, read in subscribers
+                    if (cluster is None or name == cluster) and (alive is None or process in alive)
+                ]
 
-        assert await until(lambda: events() == [1] * 300, 20)
-        started = time.time()
-        await asyncio.sleep(4 * INTERVAL)
-        calls = Counter(c["identifier"] for c in live_emulator.get_cluster_calls(since=started))
-        # One leader per cluster among the three: at most one poll an interval, plus an edge.
-        assert set(calls) <= set(names)
-        assert all(3 <= calls[name] <= 5 for name in names), calls
-        assert sum(replicas.leases_held(s) for s in servers) == 5
+            assert len(subscribers) == 300
+            assert await until(lambda: counts() == [1] * 300, 30)
 
-        live_emulator.set_status("live-2", "UPDATING")
-        assert await until(lambda: sum(events()) == 360, INTERVAL + 1.0)
-        await asyncio.sleep(2 * INTERVAL)
-        assert sum(events()) == 360  # once each, however many replicas heard it
-        for client in clients:
-            assert statuses(client.data("2")) == ["ACTIVE", "UPDATING"]
+            # One leader per cluster among the three: one poll an interval, plus an edge.
+            started = time.time()
+            await asyncio.sleep(4 * INTERVAL)
+            calls = Counter(c["identifier"] for c in live_emulator.get_cluster_calls(since=started))
+            assert set(calls) <= set(names)
+            assert all(3 <= calls[name] <= 5 for name in names), calls
+            held = [await asyncio.to_thread(g.metric, "pcsgw_live_leases") for g in gateways]
+            assert sum(held) == 5, held
 
+            # A flip reaches its 60 subscribers on every process within an interval, once.
+            live_emulator.set_status("live-2", "UPDATING")
+            assert await until(lambda: counts("live-2") == [2] * 60, INTERVAL + 1.0)
+            await asyncio.sleep(2 * INTERVAL)
+            for _, name, read in subscribers:
+                expected = ["ACTIVE", "UPDATING"] if name == "live-2" else ["ACTIVE"]
+                assert statuses(read()) == expected
 
-@pytest.mark.slow
-async def test_killing_the_leader_hands_the_poll_over_within_the_lease_time(
-    live_emulator: LiveEmulator, replicas: Replicas, redis_url: str
-) -> None:
-    servers = replicas.start(3, **shared(redis_url))
-    async with AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(ws_client(s.url)) for s in servers]
-        for client in clients:
-            await client.subscribe("w", CLUSTER_UPDATED, {"id": "live-8"})
-        assert await until(lambda: all(len(c.data("w")) == 1 for c in clients), 10)
-        assert await until(lambda: sum(replicas.leases_held(s) for s in servers) == 1, 2 * INTERVAL)
-        leader = next(i for i, s in enumerate(servers) if replicas.leases_held(s) == 1)
-        kill(servers[leader])
-        killed = time.monotonic()
-        live_emulator.set_status("live-8", "UPDATING")
-        survivors = [c for i, c in enumerate(clients) if i != leader]
-        lease = 2.0
-        assert await until(lambda: all(len(c.data("w")) == 2 for c in survivors), lease + 2.0)
-        assert time.monotonic() - killed <= lease + INTERVAL + 1.0
-        held = [replicas.leases_held(s) for i, s in enumerate(servers) if i != leader]
-        assert sorted(held) == [0, 1]
-        for client in survivors:
-            assert statuses(client.data("w")) == ["ACTIVE", "UPDATING"]
+            # SIGKILL the process leading live-3's poll: another takes the lease and polls.
+            pid = await asyncio.to_thread(leader_of, own_redis.url, "live-3")
+            (leader,) = [i for i, g in enumerate(gateways) if g.pid == pid]
+            gateways[leader].kill()
+            killed = time.monotonic()
+            live_emulator.set_status("live-3", "UPDATING")
+            alive = {0, 1, 2} - {leader}
+            assert await until(lambda: counts("live-3", alive) == [2] * 40, lease + INTERVAL)
+            assert time.monotonic() - killed <= lease + INTERVAL
+            new_pid = await asyncio.to_thread(leader_of, own_redis.url, "live-3")
+            assert new_pid in {gateways[i].pid for i in alive}
+            await asyncio.sleep(INTERVAL)
+            for process, name, read in subscribers:
+                if process in alive and name == "live-3":
+                    assert statuses(read()) == ["ACTIVE", "UPDATING"]
+            held = [await asyncio.to_thread(gateways[i].metric, "pcsgw_live_leases") for i in alive]
+            assert sum(held) == 5, held
+            for stream in streams:
+                stream.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
+    finally:
+        for gateway in gateways:
+            await asyncio.to_thread(gateway.stop)
 
 
 async def test_cold_burst_across_replicas_makes_one_call(

@@ -6,7 +6,9 @@ another can neither extend nor delete the new holder's lease.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 
 from redis.asyncio import Redis
 
@@ -24,12 +26,18 @@ return 0
 """
 
 
+def owner_token() -> str:
+    """This process's owner token: host and pid (who leads a poll, readable in Redis), and a
+    random part so a restarted process with the same pid is another owner."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 class Leases:
     """Makes leases on one Redis; each process has its own owner token."""
 
     def __init__(self, redis: Redis, *, owner: str | None = None) -> None:
         self.redis = redis
-        self.owner = owner or secrets.token_hex(8)
+        self.owner = owner or owner_token()
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         #: Leases this process holds now, by key; read by the metrics.

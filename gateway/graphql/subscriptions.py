@@ -13,6 +13,7 @@ from strawberry.types import Info
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
 from gateway.graphql.types import Cluster
+from gateway.pcs import errors
 from gateway.service.clusters import ClusterAnswer
 from gateway.service.live import SlowConsumer, SubscriptionLimit, TokenExpired
 
@@ -50,8 +51,9 @@ class Subscription:
     @strawberry.subscription(
         description=(
             "Several clusters by name or id: first each cluster as it is now, then one event "
-            "each time any field of one of them changes. One of them disappearing ends the "
-            "subscription with a NOT_FOUND error naming it."
+            "each time any field of one of them changes. One of them not found, or "
+            "disappearing, sends one event with a NOT_FOUND error naming it (resourceId) and "
+            "the others go on; the subscription completes once none is left."
         )
     )
     async def clusters_updated(
@@ -71,8 +73,10 @@ class Subscription:
         if not identifiers:
             return
         streams = [_updates(info, identifier, region) for identifier in dict.fromkeys(identifiers)]
-        async for answer in _merged(streams):
-            yield answer  # type: ignore[misc]
+        async for event in _merged(streams):
+            # An exception as the event: the field resolves to it, so the `next` payload
+            # carries it in `errors` (path clustersUpdated) and the stream goes on.
+            yield event  # type: ignore[misc]
 
 
 async def _updates(
@@ -108,15 +112,22 @@ async def _updates(
         await stream.aclose()
 
 
-async def _merged(streams: Sequence[AsyncIterator[ClusterAnswer]]) -> AsyncIterator[ClusterAnswer]:
-    """Events of several streams as they come; the first failure ends them all."""
-    queue: asyncio.Queue[ClusterAnswer | BaseException | None] = asyncio.Queue(1)
+async def _merged(
+    streams: Sequence[AsyncIterator[ClusterAnswer]],
+) -> AsyncIterator[ClusterAnswer | errors.ResourceNotFound]:
+    """Events of several streams as they come.
+
+    A cluster not found ends its own stream only: its error is an event (sent as a `next`
+    payload's errors), and the others go on. Any other failure (an expired token, a slow
+    consumer, a limit) ends them all.
+    """
+    queue: asyncio.Queue[ClusterAnswer | Exception | None] = asyncio.Queue(1)
 
     async def pump(stream: AsyncIterator[ClusterAnswer]) -> None:
         try:
             async for answer in stream:
                 await queue.put(answer)
-        except Exception as exc:
+        except Exception as exc:  # the stream's end, which the merge judges
             await queue.put(exc)
         else:
             await queue.put(None)
@@ -128,6 +139,9 @@ async def _merged(streams: Sequence[AsyncIterator[ClusterAnswer]]) -> AsyncItera
             item = await queue.get()
             if item is None:
                 running -= 1
+            elif isinstance(item, errors.ResourceNotFound):
+                running -= 1
+                yield item
             elif isinstance(item, BaseException):
                 raise item
             else:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.context import RequestContext
 from gateway.http.state import GatewayState
 from gateway.pcs.rate_budget import SharedBudget
+from gateway.service.live import POLL_LEASE_PREFIX
 
 log = logging.getLogger("gateway.live")
 
@@ -134,9 +135,9 @@ def live_families(state: GatewayState, connections: OpenConnections) -> Iterator
         )
     coordination = state.coordination
     if coordination is not None:
-        yield _gauge(
-            "pcsgw_live_leases", "Leases this process holds.", len(coordination.leases.held)
-        )
+        # The polls it leads; a cold miss's short lease while it asks PCS is no lead.
+        leading = sum(1 for key in coordination.leases.held if key.startswith(POLL_LEASE_PREFIX))
+        yield _gauge("pcsgw_live_leases", "Clusters whose poll this process leads.", leading)
         yield _gauge(
             "pcsgw_coordination_connected",
             "1 while change events from other replicas arrive through Redis.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -97,6 +98,11 @@ class GraphQLView(GraphQL[GatewayContext, None]):
         )
         kwargs.setdefault(
             "max_subscriptions_per_connection", settings.live_max_subscriptions_per_connection
+        )
+        # A socket accepted without credential headers waits for them in connection_init:
+        # no longer than a request may take to send its headers (then 4408).
+        kwargs.setdefault(
+            "connection_init_wait_timeout", timedelta(seconds=settings.header_timeout_seconds)
         )
         plans = state.graphql.plans = Plans(settings.compiled_plans_max_entries)
         self.gateway_schema = build_schema(

@@ -19,6 +19,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
@@ -65,6 +66,26 @@ class OperationScopedHandler(BaseGraphQLTransportWSHandler[GatewayContext, None]
     def contexts(self) -> OperationContexts:
         """The view that made this handler: it makes each operation's context."""
         return cast("OperationContexts", self.view)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """Strawberry's subscribe, its per-connection limit refused in the error contract."""
+        limit = self.max_subscriptions_per_connection
+        if (
+            self.connection_acknowledged
+            and limit is not None
+            and message.get("id") not in self.operations
+            and len(self.operations) >= limit
+        ):
+            error = GraphQLError(
+                f"A connection may hold at most {limit} subscriptions at once.",
+                extensions={"code": "TOO_MANY_SUBSCRIPTIONS", "limit": limit},
+            )
+            self.contexts.count_errors([error])
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+            )
+            return
+        await super().handle_subscribe(message)
 
     async def run_operation(self, operation: Operation[GatewayContext, None]) -> None:
         try:

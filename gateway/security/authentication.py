@@ -2,11 +2,15 @@
 
 The fast lane's gate (`gateway.security.gate`) authenticates each request to `/graphql`
 in front of the answer cache; this plain ASGI layer inside Starlette refuses what the gate
-could not verify (HTTP 401 and an `UNAUTHENTICATED` GraphQL error, the WebSocket handshake
-the same way) and authenticates what the gate does not see. The verified caller is left in
-the request context (`RequestContext.caller`). API keys are held only as SHA-256 digests;
-tokens are checked by joserfc against the issuer's key set, fetched once and again on an
-unknown key id, and a verified token is remembered by its digest until it expires.
+could not verify (HTTP 401 and an `UNAUTHENTICATED` GraphQL error) and authenticates what
+the gate does not see, leaving the verified caller in the request context
+(`RequestContext.caller`). It refuses a WebSocket handshake with bad credentials (403). A
+browser cannot set headers on a WebSocket, so a handshake without any is accepted and its
+credentials are read from graphql-transport-ws's `connection_init` payload
+(`InitCredentials`); none valid there closes the socket with 4401 before anything runs.
+API keys are held only as SHA-256 digests; tokens are checked by joserfc against the
+issuer's key set, fetched once and again on an unknown key id, and a verified token is
+remembered by its digest until it expires.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -25,7 +29,7 @@ from joserfc.errors import ExpiredTokenError
 from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 from starlette.datastructures import QueryParams
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api_keys import ApiKey, parse_api_keys, read_api_keys_file
 from gateway.config import Environment, Settings
@@ -46,6 +50,12 @@ OPERATION_PARAMS = ("query", "extensions", "documentId", "id")
 MAX_TOKEN_BYTES = 16_384
 #: Verified tokens remembered, by digest, until they expire.
 MAX_REMEMBERED_TOKENS = 10_000
+#: The credential headers; also the keys read from a WebSocket's `connection_init` payload.
+CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
+#: graphql-transport-ws's close code for a connection whose caller is not authorized.
+UNAUTHORIZED_CLOSE = 4401
+#: A WebSocket close reason holds at most 123 bytes (RFC 6455, 5.5).
+MAX_CLOSE_REASON = 123
 
 
 class Unauthenticated(Exception):
@@ -241,6 +251,10 @@ class Authenticator:
             "Credentials are required: an API key in X-API-Key or a bearer token in Authorization."
         )
 
+    async def authenticate_payload(self, payload: object) -> Caller:
+        """The caller a `connection_init` payload proves, read as the headers would be."""
+        return await self.authenticate(payload_credentials(payload).items())
+
     def _key_caller(self, presented: bytes) -> Caller:
         # A lookup by SHA-256 digest: its timing tells nothing of how close a guess is.
         found = self._key_callers.get(hashlib.sha256(presented.strip()).digest())
@@ -259,6 +273,84 @@ class Authenticator:
         )
 
 
+def payload_credentials(payload: object) -> dict[bytes, bytes]:
+    """`authorization` and `x-api-key` of a `connection_init` payload, as request headers.
+
+    Keys match in any case, at the top level or inside `headers` (the object graphql-ws users
+    pass as `connectionParams`); the top level wins. Values other than strings are ignored.
+    """
+    found: dict[bytes, bytes] = {}
+    if not isinstance(payload, Mapping):
+        return found
+    nested = payload.get("headers")
+    for source in (nested if isinstance(nested, Mapping) else {}, payload):
+        for key, value in source.items():
+            name = key.lower().encode() if isinstance(key, str) else b""
+            if name in CREDENTIAL_HEADERS and isinstance(value, str):
+                found[name] = value.encode()
+    return found
+
+
+def has_credentials(scope: Scope) -> bool:
+    """Whether the request carries a credential header."""
+    return any(name in CREDENTIAL_HEADERS for name, _ in scope["headers"])
+
+
+class InitCredentials:
+    """A WebSocket's caller from its `connection_init` payload, before the server reads it.
+
+    Wraps the socket's receive and send: the first `connection_init` is authenticated before
+    it is handed on, so the caller is set before the connection is acknowledged; without
+    valid credentials the socket closes with 4401 and the reason, and the server sees the
+    peer leave.
+    """
+
+    def __init__(self, authenticator: Authenticator, context: RequestContext) -> None:
+        self.authenticator = authenticator
+        self.context = context
+        self.refused = False
+
+    def channels(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        """The receive and send the server gets for this socket."""
+
+        async def receiving() -> Message:
+            message = await receive()
+            if self.context.caller is not None or message["type"] != "websocket.receive":
+                return message
+            payload = _init_payload(message.get("text"))
+            if payload is None:
+                return message  # not connection_init: the protocol handler answers it
+            try:
+                self.context.caller = await self.authenticator.authenticate_payload(payload)
+            except Unauthenticated as exc:
+                self.refused = True
+                reason = str(exc).encode()[:MAX_CLOSE_REASON].decode(errors="ignore")
+                await send(
+                    {"type": "websocket.close", "code": UNAUTHORIZED_CLOSE, "reason": reason}
+                )
+                return {"type": "websocket.disconnect", "code": UNAUTHORIZED_CLOSE}
+            return message
+
+        async def sending(message: Message) -> None:
+            if not self.refused:  # closed already: the server's last words go nowhere
+                await send(message)
+
+        return receiving, sending
+
+
+def _init_payload(text: object) -> object | None:
+    """The payload of a `connection_init` message ({} when absent), else None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "connection_init":
+        return None
+    return message.get("payload") or {}
+
+
 def is_public(scope: Scope) -> bool:
     """Requests anyone may make: probes, metrics, GraphiQL's page and files."""
     path: str = scope["path"]
@@ -272,7 +364,8 @@ def is_public(scope: Scope) -> bool:
 
 
 class AuthenticationMiddleware:
-    """Verifies each request's caller, or refuses it with 401 (WebSocket: 403 handshake)."""
+    """Verifies each request's caller, or refuses it with 401 (WebSocket: 403 handshake, or
+    4401 after a `connection_init` without valid credentials)."""
 
     def __init__(self, app: ASGIApp, *, authenticator: Authenticator) -> None:
         self.app = app
@@ -296,6 +389,10 @@ class AuthenticationMiddleware:
             return
         if is_public(scope):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket" and not has_credentials(scope):
+            init = InitCredentials(self.authenticator, context)
+            await self.app(scope, *init.channels(receive, send))
             return
         try:
             caller = await self.authenticator.authenticate(scope["headers"])

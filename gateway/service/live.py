@@ -29,6 +29,8 @@ from gateway.service.clusters import ClusterAnswer, ClusterService, check_identi
 
 log = logging.getLogger(__name__)
 
+#: Keys of the poll leases in Redis; the PCS endpoint (with region) and identifier follow.
+POLL_LEASE_PREFIX = "pcsgw:lease:live:"
 #: A poll starts this long after the cached value stops being fresh, so it asks PCS.
 POLL_MARGIN_SECONDS = 0.01
 
@@ -118,7 +120,7 @@ class Watch:
         settings = hub.settings
         lease = None
         if hub.leases is not None:
-            lease = hub.leases.lease(f"pcsgw:lease:live:{self.name}", settings.live_lease_seconds)
+            lease = hub.leases.lease(POLL_LEASE_PREFIX + self.name, settings.live_lease_seconds)
         next_poll = self._next_poll(self.last)
         leading = False
         try:

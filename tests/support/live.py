@@ -1,12 +1,19 @@
-"""Live status test helpers: an emulator whose statuses stay put, WebSocket and SSE clients."""
+"""Live status test helpers: an emulator whose statuses stay put, WebSocket and SSE clients,
+gateways as processes of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +22,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from gateway.emulator import seed
 from gateway.emulator.app import create_emulator
-from tests.support.gateway import assert_no_leaks
-from tests.support.servers import ServerThread
+from tests.support.gateway import AWS_TEST_ENVIRONMENT, assert_no_leaks
+from tests.support.serve import ROOT, readyz
+from tests.support.servers import ServerThread, free_port
 
 CLUSTER_UPDATED = """
 subscription Watch($id: String!) {
@@ -26,6 +34,8 @@ subscription Watch($id: String!) {
 CLUSTERS_UPDATED = """
 subscription Watch($ids: [String!]!) { clustersUpdated(identifiers: $ids) { name status } }
 """
+#: The reference clients from npm (graphql-ws, graphql-sse) and their driver script.
+CLIENTS = Path(__file__).parent.parent / "js"
 #: Poll interval of the tests: the cache TTLs, which the intervals default to.
 INTERVAL = 1.0
 FAST = {
@@ -144,11 +154,15 @@ class SseClient:
         query: str,
         variables: dict[str, Any],
         headers: dict[str, str] | None = None,
+        url: str = "",
     ) -> None:
+        """Read the stream until it ends; `url` is the gateway's when `http` has no base URL."""
         headers = {"accept": "text/event-stream", **(headers or {})}
         body = {"query": query, "variables": variables}
         try:
-            async with http.stream("POST", "/graphql", json=body, headers=headers) as response:
+            async with http.stream(
+                "POST", f"{url}/graphql", json=body, headers=headers
+            ) as response:
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
                 event = None
@@ -178,3 +192,87 @@ async def until(condition: Any, within: float, step: float = 0.02) -> bool:
 
 def statuses(events: list[dict[str, Any]], field: str = "clusterUpdated") -> list[str]:
     return [event[field]["status"] for event in events]
+
+
+@pytest.fixture(scope="module")
+def node_clients() -> Path:
+    """tests/js with its pinned packages installed (`npm ci` from the lock file)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are needed: apt-get install nodejs npm")
+    if not (CLIENTS / "node_modules" / "graphql-ws").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=CLIENTS, check=True, timeout=300
+        )
+    return CLIENTS
+
+
+class GatewayProcess:
+    """`python3 -m gateway serve` in a process of its own, its output in a file.
+
+    Unlike `tests.support.serve.ServeProcess` it returns before the process is ready, so
+    several start at once, and it can be killed without a drain and read for its metrics.
+    """
+
+    def __init__(self, folder: Path, settings: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output = folder / f"serve-{self.port}.log"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PCS_GATEWAY_")},
+            **AWS_TEST_ENVIRONMENT,
+            "PYTHONPATH": str(ROOT),
+            **settings,
+        }
+        with self.output.open("w") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--port", str(self.port)],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ready(self) -> bool:
+        """Whether /readyz answers 200 (raises when the process has exited)."""
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"serve exited {self.process.returncode}: {self.output.read_text()}"
+            )
+        answer = readyz(self.url)
+        return answer is not None and answer.status_code == 200
+
+    def wait_ready(self, within: float = 60) -> GatewayProcess:
+        deadline = time.monotonic() + within
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not ready within {within}s: {self.output.read_text()}")
+            time.sleep(0.05)
+        return self
+
+    def metric(self, name: str) -> float:
+        """One sample of /metrics, by its name and labels as written there."""
+        for line in httpx.get(f"{self.url}/metrics", timeout=5).text.splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} is not in /metrics")
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no lease released."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, then the exit code and everything the process wrote."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return code, self.output.read_text()
