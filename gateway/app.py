@@ -29,6 +29,7 @@ from gateway.graphql.cursors import Cursors
 from gateway.graphql.trusted_documents import ManifestError, TrustedDocuments
 from gateway.http.answer_cache import AnswerCache, answer_families
 from gateway.http.body_limit import BodyLimitMiddleware
+from gateway.http.compiled_lane import CompiledLane
 from gateway.http.live import CHANGES_PREFIX, LiveConnections, OpenConnections, live_families
 from gateway.http.probes import probe_routes
 from gateway.http.state import Coordination, GatewayState, ObserveParts
@@ -104,8 +105,12 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         lifespan=lambda app: lifespan(state),
     )
     app.state.gateway = state
+    inner: Starlette | CompiledLane = app
+    if settings.compiled_lane and settings.compiled_plans_max_entries > 0:
+        # Known queries answered by their plans in front of Starlette, after the gate.
+        inner = CompiledLane(app, state=state, view=graphql)
     answers = AnswerCache(
-        app,
+        inner,
         max_entries=settings.answer_cache_max_entries,
         max_bytes=settings.answer_cache_max_bytes,
         max_body_bytes=settings.max_body_bytes,

@@ -275,6 +275,12 @@ class Settings(BaseSettings):
         "executed without Strawberry's executor; a 100-field document's plan takes about "
         "100 KB. 0 turns compiled execution off.",
     )
+    compiled_lane: bool = Field(
+        True,
+        description="Answer queries whose document is compiled in the fast lane, in front of "
+        "Starlette (the response written directly); false runs them behind Starlette and "
+        "Strawberry's view, still by their plans.",
+    )
     persisted_queries_max_entries: int = Field(
         10_000,
         ge=0,

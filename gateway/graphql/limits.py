@@ -77,24 +77,41 @@ class LookupLimit(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None and context.result is None:
-            found = Lookups()
-            found.collect(document.definitions, context.operation_name, context.variables)
-            error = None
-            if found.largest_batch > self.max_batch:
-                error = GraphQLError(
-                    f"A batch may ask for at most {self.max_batch} clusters.",
-                    extensions={"code": "BAD_USER_INPUT", "limit": self.max_batch},
-                )
-            elif len(found.identifiers) > self.max_lookups:
-                error = GraphQLError(
-                    f"The operation asks for {len(found.identifiers)} distinct clusters; "
-                    f"at most {self.max_lookups} are allowed.",
-                    extensions={"code": "BAD_USER_INPUT", "limit": self.max_lookups},
-                )
+            error = lookup_refusal(
+                document,
+                context.operation_name,
+                context.variables,
+                self.max_lookups,
+                self.max_batch,
+            )
             if error is not None:
                 # A result set before execution makes Strawberry skip it: no resolver runs.
                 context.result = ExecutionResult(data=None, errors=[error])
         yield
+
+
+def lookup_refusal(
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+    max_lookups: int,
+    max_batch: int,
+) -> GraphQLError | None:
+    """Why the operation asks for too many clusters, or None."""
+    found = Lookups()
+    found.collect(document.definitions, operation_name, variables)
+    if found.largest_batch > max_batch:
+        return GraphQLError(
+            f"A batch may ask for at most {max_batch} clusters.",
+            extensions={"code": "BAD_USER_INPUT", "limit": max_batch},
+        )
+    if len(found.identifiers) > max_lookups:
+        return GraphQLError(
+            f"The operation asks for {len(found.identifiers)} distinct clusters; "
+            f"at most {max_lookups} are allowed.",
+            extensions={"code": "BAD_USER_INPUT", "limit": max_lookups},
+        )
+    return None
 
 
 #: Fields that reach resources, by parent type, and how each multiplies what it reaches: a
@@ -125,30 +142,38 @@ class FanoutLimit(SchemaExtension):
         document = context.graphql_document
         schema = context.schema
         if document is not None and context.result is None and isinstance(schema, Schema):
-            walk = _Fanout.of(schema._schema, document, context.operation_name, context.variables)
-            error = None
-            if walk.bad_page_size:
-                # Refused here too, so that a nested page's size costs no call of the pages
-                # around it.
-                error = GraphQLError(
-                    PAGE_SIZE_MESSAGE,
-                    extensions={"code": "BAD_USER_INPUT", "limit": MAX_PAGE_SIZE},
-                )
-            elif walk.total > self.max_fanout:
-                error = GraphQLError(
-                    f"The operation could reach {walk.total} resources (each page size times "
-                    "the page sizes of the lists around it, plus its lookups); at most "
-                    f"{self.max_fanout} are allowed: ask for smaller pages with first.",
-                    extensions={
-                        "code": "BAD_USER_INPUT",
-                        "limit": self.max_fanout,
-                        "fanout": walk.total,
-                    },
-                )
+            error = fanout_refusal(
+                schema._schema, document, context.operation_name, context.variables, self.max_fanout
+            )
             if error is not None:
                 # As for the lookup limit: a result set before execution skips it.
                 context.result = ExecutionResult(data=None, errors=[error])
         yield
+
+
+def fanout_refusal(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+    max_fanout: int,
+) -> GraphQLError | None:
+    """Why the operation could reach too many resources (or asks for a bad page), or None."""
+    walk = _Fanout.of(schema, document, operation_name, variables)
+    if walk.bad_page_size:
+        # Refused here too, so that a nested page's size costs no call of the pages
+        # around it.
+        return GraphQLError(
+            PAGE_SIZE_MESSAGE, extensions={"code": "BAD_USER_INPUT", "limit": MAX_PAGE_SIZE}
+        )
+    if walk.total > max_fanout:
+        return GraphQLError(
+            f"The operation could reach {walk.total} resources (each page size times "
+            "the page sizes of the lists around it, plus its lookups); at most "
+            f"{max_fanout} are allowed: ask for smaller pages with first.",
+            extensions={"code": "BAD_USER_INPUT", "limit": max_fanout, "fanout": walk.total},
+        )
+    return None
 
 
 def fanout(

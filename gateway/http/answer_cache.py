@@ -27,10 +27,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.routing import Router
 from starlette.types import Message, Receive, Scope, Send
@@ -101,12 +101,25 @@ HitObserver = Callable[[Scope, int, float, bytes, str | None], None]
 Gate = Callable[[Scope], Awaitable[Caller | None]]
 
 
+class Inner(Protocol):
+    """What the answer cache wraps: Starlette, or a layer in front of it that exposes its
+    state and router."""
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def router(self) -> Router: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
 class AnswerCache:
     """Answers repeated operations from memory; bounded in entries and in bytes."""
 
     def __init__(
         self,
-        app: Starlette,
+        app: Inner,
         *,
         path: str = "/graphql",
         max_entries: int = 10_000,

@@ -9,7 +9,7 @@ answer cache, and the Cache-Control of a GET.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import REQUEST_ERROR_CODES, request_refusal, to_contract
 from gateway.graphql.operations import OperationReport
 from gateway.graphql.schema import build_schema
-from gateway.http.state import GatewayState
+from gateway.http.state import GatewayState, GraphQLParts
 from gateway.http.websocket import (
     UNAUTHORIZED,
     ConnectionEnds,
@@ -135,7 +135,7 @@ class GraphQLView(GraphQL[GatewayContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
-        context = self._new_context(request, response, RequestContext.of(request.scope))
+        context = self.new_context(request, response, RequestContext.of(request.scope))
         if isinstance(request, _ViewRequest):
             request.graphql_context = context
         return context
@@ -163,14 +163,15 @@ class GraphQLView(GraphQL[GatewayContext, None]):
                 )
         facts = RequestContext(caller=caller, record=connection.request_context.record)
         assert request is not None
-        return self._new_context(request, connection.response, facts)
+        return self.new_context(request, connection.response, facts)
 
-    def _new_context(
+    def new_context(
         self,
         request: Request | WebSocket,
         response: Response | WebSocket | None,
         request_context: RequestContext,
     ) -> GatewayContext:
+        """The GraphQL context of one operation: the services, its deadline and facts."""
         if self.state.service is None or self.state.regions is None:
             # Listening before the lifespan has made the parts: refused, as /readyz says.
             raise HTTPException(503, "The gateway is starting; try again shortly.")
@@ -229,24 +230,11 @@ class GraphQLView(GraphQL[GatewayContext, None]):
         """The request's operation, its document found by hash for persisted queries."""
         data = await super().parse_http_body(request)
         items = data if isinstance(data, list) else [data]
-        trusted = self.state.graphql.trusted
-        if trusted is not None:
-            raw = None
-            if any(item.query is None for item in items):
-                raw = await raw_items(request)
-            for index, item in enumerate(items):
-                trusted.resolve(item, raw[index] if raw is not None and index < len(raw) else None)
-        apq = self.state.graphql.apq
-        if apq is not None and isinstance(request, _ViewRequestAdapter):
-            pending = []
-            for item in items:
-                registration = await apq.apply(item)
-                if registration is not None:
-                    pending.append(registration)
-            RequestContext.of(request.request.scope).registrations = tuple(pending)
-        if trusted is not None:
-            for item in items:
-                trusted.admit(item.query)
+        registrations = await resolve_documents(
+            self.state.graphql, items, lambda: raw_items(request)
+        )
+        if isinstance(request, _ViewRequestAdapter):
+            RequestContext.of(request.request.scope).registrations = registrations
         return data
 
     async def process_result(
@@ -310,6 +298,37 @@ async def raw_items(request: AsyncHTTPRequestAdapter) -> list[dict[str, Any]]:
     decoded = orjson.loads(await request.get_body())
     items = decoded if isinstance(decoded, list) else [decoded]
     return [item if isinstance(item, dict) else {} for item in items]
+
+
+async def resolve_documents(
+    parts: GraphQLParts,
+    items: list[GraphQLRequestData],
+    raw: Callable[[], Awaitable[list[dict[str, Any]]]],
+) -> tuple[tuple[str, str], ...]:
+    """Fill in each operation's document named by trusted id or persisted-query hash.
+
+    `raw` gives the operations as sent (read only when one names its document by id).
+    Returns the persisted-query (hash, document) pairs to register once they validate;
+    raises PersistedQueryError for a document refused or not found.
+    """
+    trusted = parts.trusted
+    if trusted is not None:
+        sent = None
+        if any(item.query is None for item in items):
+            sent = await raw()
+        for index, item in enumerate(items):
+            trusted.resolve(item, sent[index] if sent is not None and index < len(sent) else None)
+    pending = []
+    apq = parts.apq
+    if apq is not None:
+        for item in items:
+            registration = await apq.apply(item)
+            if registration is not None:
+                pending.append(registration)
+    if trusted is not None:
+        for item in items:
+            trusted.admit(item.query)
+    return tuple(pending)
 
 
 def _kept_alive_sse(interval: float) -> type[SSETransport]:

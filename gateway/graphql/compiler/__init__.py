@@ -11,6 +11,12 @@ report and everything in front of the schema stay as they are. What a plan does 
 falls back to Strawberry, counted by reason.
 """
 
-from gateway.graphql.compiler.execution import CompiledExecution, Plans, plan_families
+from gateway.graphql.compiler.execution import (
+    CompiledExecution,
+    CompiledOperation,
+    Plans,
+    plan_families,
+)
+from gateway.graphql.compiler.plan import Unsupported
 
-__all__ = ["CompiledExecution", "Plans", "plan_families"]
+__all__ = ["CompiledExecution", "CompiledOperation", "Plans", "Unsupported", "plan_families"]

@@ -28,9 +28,15 @@ _FIRST_SIGHT = "new_document"
 
 
 @dataclass(slots=True)
-class _Compiled:
-    """A document's plans; never its nodes, which are the parse cache's to keep or drop."""
+class CompiledOperation:
+    """A document's plans, and the document itself for the fast lane (which parses nothing)."""
 
+    #: The store's key: (document, operation name).
+    key: tuple[str, str | None]
+    document: DocumentNode
+    #: The operation that runs, and the document's fragments (found once).
+    operation: OperationDefinitionNode
+    fragments: dict[str, FragmentDefinitionNode]
     #: Variables `@skip`/`@include` read: their values pick the plan.
     conditions: tuple[str, ...]
     plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)
@@ -43,6 +49,10 @@ class PlanStats:
     executions: int = 0
     compilations: int = 0
     fallbacks: dict[str, int] = field(default_factory=dict)
+    #: Requests the fast lane answered by a plan, in front of Starlette.
+    lane_served: int = 0
+    #: Requests the fast lane passed on to Starlette, by reason.
+    lane_fallbacks: dict[str, int] = field(default_factory=dict)
 
 
 class Plans:
@@ -51,7 +61,9 @@ class Plans:
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self.stats = PlanStats()
-        self._entries: LRU[tuple[str, str | None], _Compiled | str] = LRU(max(1, max_entries))
+        self._entries: LRU[tuple[str, str | None], CompiledOperation | str] = LRU(
+            max(1, max_entries)
+        )
         self._compiler: Compiler | None = None
 
     def __len__(self) -> int:
@@ -71,22 +83,57 @@ class Plans:
         try:
             if isinstance(compiled, str):
                 raise Unsupported(compiled)
-            assert self._compiler is not None
-            operation, fragments = self._compiler.find(document, operation_name)
-            variables = get_variable_values(
-                schema, operation.variable_definitions or (), raw_variables or {}
-            )
-            if not isinstance(variables, VariableValues):
+            variables = self.variables(compiled, raw_variables)
+            if variables is None:
                 raise Unsupported("variables")  # Strawberry reports them as it always has
-            try:
-                plan = self._plan(compiled, operation, fragments, variables)
-            except Unsupported as exc:
-                # What the document holds does not change: it is not compiled again.
-                self._entries.put((query, operation_name), exc.reason)
-                raise
+            plan = self.plan(compiled, variables)
         except Unsupported as exc:
             self.stats.fallbacks[exc.reason] = self.stats.fallbacks.get(exc.reason, 0) + 1
             return None
+        return await self.run(plan, variables, context)
+
+    def known(self, query: str, operation_name: str | None) -> CompiledOperation | str:
+        """The document's compiled operation, or why there is none yet (a reason)."""
+        entry = self._entries.get((query, operation_name))
+        if entry is None:
+            return "unknown_document"
+        if entry == _FIRST_SIGHT:
+            return "not_compiled"
+        return entry
+
+    @property
+    def schema(self) -> GraphQLSchema:
+        """The schema the held plans were compiled against (once one has been compiled)."""
+        assert self._compiler is not None
+        return self._compiler.schema
+
+    def name_of(self, compiled: CompiledOperation) -> str | None:
+        """The name of a document's one operation, asked for without a name."""
+        name = compiled.operation.name
+        return None if name is None else name.value
+
+    def variables(
+        self, compiled: CompiledOperation, raw_variables: dict[str, Any] | None
+    ) -> VariableValues | None:
+        """The variables coerced per the operation's definitions; None when they are invalid."""
+        assert self._compiler is not None
+        definitions = compiled.operation.variable_definitions or ()
+        variables = get_variable_values(self._compiler.schema, definitions, raw_variables or {})
+        return variables if isinstance(variables, VariableValues) else None
+
+    def plan(self, compiled: CompiledOperation, variables: VariableValues) -> Plan:
+        """The plan for the variables' `@skip`/`@include` decisions; raises Unsupported."""
+        try:
+            return self._plan(compiled, variables)
+        except Unsupported as exc:
+            # What the document holds does not change: it is not compiled again.
+            self._entries.put(compiled.key, exc.reason)
+            raise
+
+    async def run(
+        self, plan: Plan, variables: VariableValues, context: GatewayContext
+    ) -> ExecutionResult:
+        """Execute `plan` through the services of `context`."""
         self.stats.executions += 1
         run = Run(context)
         data = await plan.execute(run, variables)
@@ -94,7 +141,7 @@ class Plans:
 
     def _compiled(
         self, schema: GraphQLSchema, query: str, document: DocumentNode, operation_name: str | None
-    ) -> _Compiled | str:
+    ) -> CompiledOperation | str:
         """The document's compiled operation, or why there is none (a reason, kept)."""
         key = (query, operation_name)
         entry = self._entries.get(key)
@@ -107,26 +154,21 @@ class Plans:
             if self._compiler is None or self._compiler.schema is not schema:
                 self._compiler = Compiler(schema)
             try:
-                self._compiler.find(document, operation_name)
-                entry = _Compiled(self._compiler.conditions(document))
+                operation, fragments = self._compiler.find(document, operation_name)
+                conditions = self._compiler.conditions(document)
+                entry = CompiledOperation(key, document, operation, fragments, conditions)
             except Unsupported as exc:
                 entry = exc.reason
             self._entries.put(key, entry)
         return entry
 
-    def _plan(
-        self,
-        compiled: _Compiled,
-        operation: OperationDefinitionNode,
-        fragments: dict[str, FragmentDefinitionNode],
-        variables: VariableValues,
-    ) -> Plan:
+    def _plan(self, compiled: CompiledOperation, variables: VariableValues) -> Plan:
         coerced = variables.coerced
         decisions = tuple(coerced.get(name) for name in compiled.conditions)
         plan = compiled.plans.get(decisions)
         if plan is None:
             assert self._compiler is not None
-            plan = self._compiler.compile(operation, fragments, coerced)
+            plan = self._compiler.compile(compiled.operation, compiled.fragments, coerced)
             self.stats.compilations += 1
             if len(compiled.plans) < MAX_DECISIONS:
                 compiled.plans[decisions] = plan
@@ -178,6 +220,20 @@ def plan_families(plans: Plans) -> Iterator[Metric]:
     for reason, count in sorted(plans.stats.fallbacks.items()):
         fallbacks.add_metric([reason], count)
     yield fallbacks
+    served = CounterMetricFamily(
+        "pcsgw_compiled_lane_served",
+        "Requests the fast lane answered by a compiled plan, in front of Starlette.",
+    )
+    served.add_metric([], plans.stats.lane_served)
+    yield served
+    passed = CounterMetricFamily(
+        "pcsgw_compiled_lane_fallbacks",
+        "Requests to /graphql the fast lane passed on to Starlette, by reason.",
+        labels=["reason"],
+    )
+    for reason, count in sorted(plans.stats.lane_fallbacks.items()):
+        passed.add_metric([reason], count)
+    yield passed
     held = GaugeMetricFamily("pcsgw_compiled_plans", "Documents held in the plan store.")
     held.add_metric([], len(plans))
     yield held

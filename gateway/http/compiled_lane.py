@@ -1,0 +1,355 @@
+"""The compiled lane: a known query answered by its plan, in front of Starlette.
+
+A plain ASGI layer right behind the answer cache (whose gate has already authenticated the
+caller and spent from its rate limit). A GET or POST to `/graphql` whose document (sent as
+text, by persisted-query hash or by trusted-document id) and operation name already have a
+compiled plan runs by that plan here: its variables coerced per the operation, the
+operation limits that read them checked, the plan executed through the services, and the
+response written directly, under the same request log, metrics and span as any request
+(`RequestLogMiddleware` and `MetricsMiddleware` wrap it as they wrap Starlette). The
+answer's facts are left for the answer cache, as the view leaves them.
+
+Anything else passes on to Starlette unchanged, counted by reason: a document not compiled
+yet, invalid variables, a limit refused, a batch, a cross-origin request, a body too large
+or not JSON, a persisted query to register... Strawberry then answers it as the reference.
+
+    app = CompiledLane(starlette_app, state=state, view=view)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import orjson
+from graphql.execution.values import VariableValues
+from starlette.applications import Starlette
+from starlette.datastructures import QueryParams, State
+from starlette.requests import Request
+from starlette.routing import Router
+from starlette.types import Message, Receive, Scope, Send
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.types import ExecutionResult
+
+from gateway.context import OPERATION_NAME, RequestContext
+from gateway.graphql.apq import PersistedQueryError
+from gateway.graphql.compiler import CompiledOperation, Plans, Unsupported
+from gateway.graphql.compiler.plan import Plan
+from gateway.graphql.errors import INTERNAL, REQUEST_ERROR_CODES, log_errors, to_contract
+from gateway.graphql.limits import fanout_refusal, lookup_refusal
+from gateway.http.state import GatewayState
+from gateway.http.view import (
+    GRAPHQL_RESPONSE_TYPE,
+    VARY,
+    GraphQLView,
+    answer_facts,
+    cache_control,
+    count_errors,
+    is_request_error,
+    resolve_documents,
+)
+from gateway.observe.metrics import MetricsMiddleware
+from gateway.observe.request_log import RequestLogMiddleware
+
+_JSON = b"application/json"
+#: Accept values that ask for a stream (graphql-sse, multipart subscriptions).
+_STREAMS = (b"text/event-stream", b"multipart/mixed")
+
+
+class _PassOn(Exception):
+    """The request is not the lane's to answer; `reason` is a metric label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A request the lane answers: its operation, coerced variables and plan."""
+
+    item: GraphQLRequestData
+    operation_name: str | None
+    variables: VariableValues
+    plan: Plan
+    accept: bytes
+
+
+class CompiledLane:
+    """Answers queries whose document is compiled; passes everything else to Starlette."""
+
+    def __init__(
+        self, app: Starlette, *, state: GatewayState, view: GraphQLView, path: str = "/graphql"
+    ) -> None:
+        self.app = app
+        self.gateway = state
+        self.view = view
+        self.path = path
+        plans = state.graphql.plans
+        assert plans is not None  # the view makes the store
+        self.plans: Plans = plans
+
+    @property
+    def state(self) -> State:
+        """The wrapped application's state (`state.gateway` holds the long-lived parts)."""
+        return self.app.state
+
+    @property
+    def router(self) -> Router:
+        """The wrapped application's router (its lifespan among others)."""
+        return self.app.router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        pending: list[Message] = []
+        try:
+            prepared = await self._prepare(scope, receive, pending)
+        except _PassOn as exc:
+            fallbacks = self.plans.stats.lane_fallbacks
+            fallbacks[exc.reason] = fallbacks.get(exc.reason, 0) + 1
+            await self.app(scope, _replay(pending, receive) if pending else receive, send)
+            return
+        self.plans.stats.lane_served += 1
+        metrics = self.gateway.observe.metrics
+        # The same request id, log line, span and HTTP counts as a request through Starlette.
+        observed = RequestLogMiddleware(
+            MetricsMiddleware(partial(self._serve, prepared), metrics=metrics),
+            metrics=metrics,
+            tracing=self.gateway.observe.tracing,
+        )
+        await observed(scope, _replay(pending, receive), send)
+
+    async def _prepare(self, scope: Scope, receive: Receive, pending: list[Message]) -> _Prepared:
+        """What the lane needs to answer the request; raises _PassOn when it does not."""
+        method = scope["method"]
+        if method not in ("GET", "POST"):
+            raise _PassOn("method")
+        admission = RequestContext.of(scope).admission
+        if admission is None or admission.unauthenticated is not None:
+            raise _PassOn("not_admitted")
+        if admission.retry_after is not None:
+            raise _PassOn("not_admitted")
+        if self.gateway.service is None or self.gateway.regions is None:
+            raise _PassOn("starting")
+        accept = b""
+        content_type = b""
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"accept":
+                accept = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"origin":
+                raise _PassOn("cross_origin")  # CORS answers it inside
+        if any(stream in accept for stream in _STREAMS):
+            raise _PassOn("subscription")
+        if method == "POST":
+            if content_type.split(b";", 1)[0].strip().lower() != _JSON:
+                raise _PassOn("media_type")
+            data = await self._body(length, receive, pending)
+        else:
+            data = _query_params(scope["query_string"])
+            if "query" not in data and (b"text/html" in accept or b"*/*" in accept):
+                raise _PassOn("graphiql")
+        item = _request_data(data)
+        try:
+            registrations = await resolve_documents(self.gateway.graphql, [item], _sent(data))
+        except PersistedQueryError:
+            raise _PassOn("persisted_query") from None
+        if registrations:
+            raise _PassOn("registration")  # registered once Strawberry has validated it
+        if item.query is None:
+            raise _PassOn("no_query")
+        operation_name = item.operation_name
+        compiled = self.plans.known(item.query, operation_name)
+        if isinstance(compiled, str):
+            raise _PassOn(compiled)
+        return self._planned(item, compiled, accept)
+
+    def _planned(
+        self, item: GraphQLRequestData, compiled: CompiledOperation, accept: bytes
+    ) -> _Prepared:
+        """The plan for the request's variables, its limits checked."""
+        plans = self.plans
+        operation_name = item.operation_name
+        variables = plans.variables(compiled, item.variables)
+        if variables is None:
+            raise _PassOn("variables")  # Strawberry reports them in its words
+        settings = self.gateway.settings
+        document = compiled.document
+        if lookup_refusal(
+            document, operation_name, item.variables, settings.lookup_limit, settings.max_batch_size
+        ) is not None or (
+            fanout_refusal(
+                plans.schema, document, operation_name, item.variables, settings.max_fanout
+            )
+            is not None
+        ):
+            raise _PassOn("limits")
+        try:
+            plan = plans.plan(compiled, variables)
+        except Unsupported as exc:
+            raise _PassOn(exc.reason) from None
+        name = operation_name if operation_name is not None else plans.name_of(compiled)
+        return _Prepared(item, name, variables, plan, accept)
+
+    async def _body(
+        self, length: bytes | None, receive: Receive, pending: list[Message]
+    ) -> dict[str, Any]:
+        """The POST body as a JSON object, kept in `pending` for whoever reads it next."""
+        limit = self.gateway.settings.max_body_bytes
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            raise _PassOn("body_limit")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            pending.append(message)
+            if message["type"] != "http.request":
+                raise _PassOn("body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _PassOn("body_limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        pending[:] = [{"type": "http.request", "body": body, "more_body": False}]
+        try:
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _PassOn("malformed") from None
+        if isinstance(decoded, list):
+            raise _PassOn("batch")
+        if not isinstance(decoded, dict):
+            raise _PassOn("malformed")
+        return decoded
+
+    async def _serve(self, prepared: _Prepared, scope: Scope, receive: Receive, send: Send) -> None:
+        """Execute the plan and write the response as the view would have."""
+        request_context = RequestContext.of(scope)
+        request = Request(scope)
+        context = self.view.new_context(request, None, request_context)
+        executed = await self.plans.run(prepared.plan, prepared.variables, context)
+        errors = [to_contract(error) for error in executed.errors or ()]
+        log_errors(errors)
+        extensions: dict[str, object] | None = {"stale": context.stale} if context.stale else None
+        result = ExecutionResult(data=executed.data, errors=errors or None, extensions=extensions)
+        refused = is_request_error(result, errors)
+        count_errors(self.gateway.observe.metrics, errors)
+        _note(request_context, prepared.operation_name, result, errors)
+        answer: GraphQLHTTPResponse
+        if refused:
+            answer = {"errors": [error.formatted for error in errors]}
+        else:
+            answer = {"data": result.data}
+            if errors:
+                answer["errors"] = [error.formatted for error in errors]
+            if extensions:
+                answer["extensions"] = extensions
+        facts = None
+        if not errors:
+            facts = request_context.facts = answer_facts(context, result)
+        status = 200
+        media_type = _JSON
+        if GRAPHQL_RESPONSE_TYPE.encode() in prepared.accept:
+            media_type = GRAPHQL_RESPONSE_TYPE.encode()
+            if refused:
+                status = 400
+        body = orjson.dumps(answer)
+        headers = [(b"content-length", b"%d" % len(body)), (b"content-type", media_type)]
+        if scope["method"] == "GET":
+            control = cache_control(request, request_context, facts)
+            headers.append((b"cache-control", control.encode()))
+            headers.append((b"vary", VARY.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _note(
+    request_context: RequestContext,
+    name: str | None,
+    result: ExecutionResult,
+    errors: list[Any],
+) -> None:
+    """The operation's name, type, outcome and error codes, as `OperationReport` notes them."""
+    record = request_context.record
+    if record is None:
+        return
+    record.operation = name if name is None or OPERATION_NAME.fullmatch(name) else None
+    record.operation_type = "query"
+    codes = [str((error.extensions or {}).get("code", INTERNAL)) for error in errors]
+    record.error_codes = codes
+    if not errors:
+        record.outcome = "success"
+    elif result.data is not None:
+        record.outcome = "partial"
+    elif all(code in REQUEST_ERROR_CODES for code in codes):
+        record.outcome = "refused"
+    else:
+        record.outcome = "error"
+
+
+def _query_params(query_string: bytes) -> dict[str, Any]:
+    """A GET's parameters as the view reads them: `variables` and `extensions` decoded."""
+    params = dict(QueryParams(query_string.decode("latin-1")))
+    for name in ("variables", "extensions"):
+        value = params.get(name)
+        if value is None:
+            continue
+        if value.strip() == "null":
+            del params[name]  # as if absent, as the view reads it
+        elif value:
+            try:
+                params[name] = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise _PassOn("malformed") from None
+    return params
+
+
+def _request_data(data: dict[str, Any]) -> GraphQLRequestData:
+    """The operation in `data`, with the types Strawberry requires; else _PassOn."""
+    query = data.get("query")
+    variables = data.get("variables")
+    extensions = data.get("extensions")
+    operation_name = data.get("operationName")
+    if (
+        not isinstance(query, str | None)
+        or not isinstance(variables, dict | None)
+        or not isinstance(extensions, dict | None)
+        or not isinstance(operation_name, str | None)
+    ):
+        raise _PassOn("malformed")
+    return GraphQLRequestData(
+        query=query,
+        variables=variables,
+        operation_name=operation_name,
+        extensions=extensions,
+        protocol="http",
+    )
+
+
+def _sent(data: dict[str, Any]) -> Callable[[], Any]:
+    async def sent() -> list[dict[str, Any]]:
+        return [data]
+
+    return sent
+
+
+def _replay(pending: list[Message], receive: Receive) -> Receive:
+    """`receive` that gives the messages already read first."""
+    queue = list(pending)
+
+    async def replay() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replay
