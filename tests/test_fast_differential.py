@@ -2,10 +2,12 @@
 
 Two gateways against the same emulator, equal but for compiled execution (on in one, off
 in the other, Strawberry being the reference), answer cache off in both so every request
-executes. Every example operation and a generated corpus (random selections over the
-Cluster type with aliases, fragments, inline fragments, `@include`/`@skip` on variables,
-`__typename`, batches with failing items, not found, throttled, each caller partition) go
-to both; the answers must be equal JSON but for `ageSeconds`, `fetchedAt` and request ids.
+executes. Once a document is compiled, the compiled gateway answers it in the fast lane in
+front of Starlette, and the tests check that the lane served it. Every example operation
+and a generated corpus (random selections over the Cluster type with aliases, fragments,
+inline fragments, `@include`/`@skip` on variables, `__typename`, batches with failing
+items, not found, throttled, each caller partition) go to both; the answers must be equal
+JSON but for `ageSeconds`, `fetchedAt` and request ids.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ class Pair:
         first = self.compiled.http.post("/graphql", json=body, headers=headers)
         second = self.reference.http.post("/graphql", json=body, headers=headers)
         return comparable(first), comparable(second)
+
+    def ask_lane(self, body: dict[str, Any], caller: str) -> tuple[Any, Any]:
+        """Asked once the compiled gateway knows the document: answered by its lane."""
+        headers = CALLERS[caller]
+        for _ in range(2):  # seen, then compiled by the Strawberry path
+            self.compiled.http.post("/graphql", json=body, headers=headers)
+        return self.ask(body, caller)
 
     @property
     def plans(self) -> Plans:
@@ -130,6 +139,23 @@ def test_every_example_operation_answers_the_same_compiled(pair: Pair) -> None:
     assert stats.executions >= 4  # the status, full, batch and Slurm REST examples
 
 
+def test_every_example_operation_answers_the_same_from_the_lane(pair: Pair) -> None:
+    for path in EXAMPLES:
+        for caller in CALLERS:
+            compiled, reference = pair.ask_lane({"query": path.read_text()}, caller)
+            assert compiled == reference, (path.name, caller)
+            assert compiled[0] == 200
+    served = pair.plans.stats.lane_served
+    passed_on = pair.plans.stats.lane_fallbacks
+    # Every known example came from the lane, but those plans do not cover yet.
+    assert set(passed_on) - {"unknown_document", "not_compiled"} <= GROWING, passed_on
+    # Three requests per example and caller; the first two of each example made its plan.
+    assert served + sum(passed_on.get(reason, 0) for reason in GROWING) == (
+        3 * len(EXAMPLES) * len(CALLERS) - 2 * len(EXAMPLES)
+    )
+    assert served >= 4 * 4  # the status, full, batch and Slurm REST examples, 4 times each
+
+
 def test_a_document_is_compiled_when_it_comes_again(pair: Pair) -> None:
     body = {"query": 'query { cluster(identifier: "demo-active") { name } }'}
     for _ in range(3):
@@ -138,6 +164,9 @@ def test_a_document_is_compiled_when_it_comes_again(pair: Pair) -> None:
     assert pair.plans.stats.fallbacks == {"new_document": 1}
     assert pair.plans.stats.executions == 2
     assert pair.plans.stats.compilations == 1
+    # The third came when the plan was there: the lane answered it in front of Starlette.
+    assert pair.plans.stats.lane_served == 1
+    assert pair.plans.stats.lane_fallbacks == {"unknown_document": 1, "not_compiled": 1}
     metrics = pair.compiled.http.get("/metrics").text
     assert "pcsgw_compiled_executions_total 2.0" in metrics
     assert "pcsgw_compiled_plans 1.0" in metrics
@@ -155,11 +184,15 @@ def test_a_stale_answer_is_marked_the_same_compiled(
     pair = Pair(start_gateway(**common), start_gateway(**common, compiled_plans_max_entries=0))
     body = {"query": (ROOT / "schema" / "examples" / "cluster-full.graphql").read_text()}
     body["variables"] = {"identifier": "demo-active"}
-    assert pair.ask(body, "reader")[0] == pair.ask(body, "reader")[1]
+    for _ in range(2):
+        compiled, reference = pair.ask(body, "reader")
+        assert compiled == reference
     time.sleep(0.4)
     emulator.faults({"clusters": {"demo-active": {"error": "ThrottlingException"}}})
+    served = pair.plans.stats.lane_served
     compiled, reference = pair.ask(body, "reader")
     assert compiled == reference
+    assert pair.plans.stats.lane_served == served + 1  # the stale answer came from the lane
     answer = orjson.loads(compiled[1])
     assert answer["data"]["cluster"]["freshness"]["stale"] is True
     assert answer["extensions"]["stale"] == [{"path": ["cluster"]}]
@@ -300,3 +333,12 @@ def test_a_generated_corpus_answers_the_same_compiled(
     if "data" in orjson.loads(compiled[1]):
         # It executed: by its plan (or, for a field plans do not know yet, counted).
         assert stats.executions + sum(stats.fallbacks.values()) == before + 1
+    # Known now: the lane answers it in front of Starlette, the same again.
+    served = stats.lane_served
+    compiled, reference = pair.ask(body, caller)
+    assert compiled == reference, body["query"]
+    passed_on = set(stats.lane_fallbacks) - {"unknown_document", "not_compiled"}
+    if stats.lane_served == served:
+        assert passed_on <= GROWING, stats.lane_fallbacks
+    else:
+        assert stats.lane_served == served + 1

@@ -95,6 +95,11 @@ class Plans:
     def known(self, query: str, operation_name: str | None) -> CompiledOperation | str:
         """The document's compiled operation, or why there is none yet (a reason)."""
         entry = self._entries.get((query, operation_name))
+        if entry is None and operation_name is not None:
+            # Kept without a name when it names the document's first operation.
+            entry = self._entries.get((query, None))
+            if isinstance(entry, CompiledOperation) and _name(entry.operation) != operation_name:
+                entry = None
         if entry is None:
             return "unknown_document"
         if entry == _FIRST_SIGHT:
@@ -108,9 +113,8 @@ class Plans:
         return self._compiler.schema
 
     def name_of(self, compiled: CompiledOperation) -> str | None:
-        """The name of a document's one operation, asked for without a name."""
-        name = compiled.operation.name
-        return None if name is None else name.value
+        """The name of the operation a compiled document runs."""
+        return _name(compiled.operation)
 
     def variables(
         self, compiled: CompiledOperation, raw_variables: dict[str, Any] | None
@@ -143,7 +147,15 @@ class Plans:
         self, schema: GraphQLSchema, query: str, document: DocumentNode, operation_name: str | None
     ) -> CompiledOperation | str:
         """The document's compiled operation, or why there is none (a reason, kept)."""
-        key = (query, operation_name)
+        # Strawberry runs the first operation of a request that names none: the first
+        # one's name, asked for or implied, is kept as no name, as the fast lane reads it.
+        first = next(
+            (d for d in document.definitions if isinstance(d, OperationDefinitionNode)), None
+        )
+        key = (
+            query,
+            None if first is not None and _name(first) == operation_name else operation_name,
+        )
         entry = self._entries.get(key)
         if entry is None:
             # A document is compiled the second time it comes: one-off documents would pay
@@ -173,6 +185,10 @@ class Plans:
             if len(compiled.plans) < MAX_DECISIONS:
                 compiled.plans[decisions] = plan
         return plan
+
+
+def _name(operation: OperationDefinitionNode) -> str | None:
+    return None if operation.name is None else operation.name.value
 
 
 class CompiledExecution(SchemaExtension):
