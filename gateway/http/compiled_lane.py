@@ -54,6 +54,9 @@ from gateway.observe.metrics import MetricsMiddleware
 from gateway.observe.request_log import RequestLogMiddleware
 
 _JSON = b"application/json"
+#: What CORS adds to a response to a request without an Origin (the lane answers only those).
+_VARY_ORIGIN = b"Origin"
+_VARY_GET = f"{VARY}, Origin".encode()
 #: Accept values that ask for a stream (graphql-sse, multipart subscriptions).
 _STREAMS = (b"text/event-stream", b"multipart/mixed")
 
@@ -268,7 +271,9 @@ class CompiledLane:
         if scope["method"] == "GET":
             control = cache_control(request, request_context, facts)
             headers.append((b"cache-control", control.encode()))
-            headers.append((b"vary", VARY.encode()))
+            headers.append((b"vary", _VARY_GET))
+        else:
+            headers.append((b"vary", _VARY_ORIGIN))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -1,0 +1,214 @@
+"""The compiled lane answers a known query in front of Starlette exactly as the view would.
+
+Each test runs two gateways against the same emulator, equal but for the lane (off in the
+reference, whose known queries run by the same plans behind Starlette and Strawberry's
+view), and compares what the HTTP client sees: status, headers, body, the request log
+line and the metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.graphql.compiler import Plans
+from gateway.http.view import VARY
+from tests.support.gateway import Gateway, GatewayFactory
+from tests.support.request_lines import request_lines
+
+KEY = "reader-key-0123456789abcdef"
+CALLER = {"x-api-key": KEY}
+QUERY = "query ClusterName($i: String!) { cluster(identifier: $i) { name status } }"
+#: Headers made afresh for each response, or sized by a body that states its own age.
+PER_RESPONSE = {"date", "server", "x-request-id", "content-length"}
+
+
+def plans(gateway: Gateway) -> Plans:
+    found = gateway.app.state.gateway.graphql.plans
+    assert isinstance(found, Plans)
+    return found
+
+
+def lane_and_reference(start_gateway: GatewayFactory, **settings: Any) -> tuple[Gateway, Gateway]:
+    common: dict[str, Any] = {"api_keys": KEY, "answer_cache_max_entries": 0, **settings}
+    return start_gateway(**common), start_gateway(**common, compiled_lane=False)
+
+
+def headers_of(response: httpx.Response) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in response.headers.items() if k not in PER_RESPONSE)
+
+
+def known(gateway: Gateway, method: str, **request: Any) -> httpx.Response:
+    """The third request of a document: seen, compiled by the Strawberry path, then known."""
+    for _ in range(2):
+        gateway.http.request(method, "/graphql", **request)
+    return gateway.http.request(method, "/graphql", **request)
+
+
+def test_a_known_post_gets_the_same_status_headers_and_body_from_the_lane(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway)
+    request = {"json": {"query": QUERY, "variables": {"i": "demo-active"}}, "headers": CALLER}
+    served, expected = known(lane, "POST", **request), known(reference, "POST", **request)
+    assert plans(lane).stats.lane_served == 1
+    assert plans(reference).stats.lane_served == 0
+    assert served.status_code == expected.status_code == 200
+    assert headers_of(served) == headers_of(expected)
+    assert served.headers["content-type"] == "application/json"
+    assert (
+        served.json()
+        == expected.json()
+        == {"data": {"cluster": {"name": "demo-active", "status": "ACTIVE"}}}
+    )
+    assert served.headers["content-length"] == str(len(served.content))
+    assert len(served.headers["x-request-id"]) > 0
+
+
+def test_a_known_get_carries_the_same_cache_control_and_vary_from_the_lane(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway)
+    params = {"query": QUERY, "variables": json.dumps({"i": "demo-active"})}
+    request = {"params": params, "headers": {**CALLER, "accept": "application/json"}}
+    served, expected = known(lane, "GET", **request), known(reference, "GET", **request)
+    assert plans(lane).stats.lane_served == 1
+    assert served.status_code == expected.status_code == 200
+    assert served.json() == expected.json()
+    assert headers_of(served) == headers_of(expected)
+    assert served.headers["vary"] == f"{VARY}, Origin"  # the view's, then CORS's
+    # A caller's key was sent: private, as long as the cluster stays fresh.
+    assert served.headers["cache-control"].startswith("private, max-age=")
+    assert int(served.headers["cache-control"].rsplit("=", 1)[1]) > 0
+
+
+def test_graphql_response_media_type_and_a_request_error_as_the_view_gives_them(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway)
+    accept = {**CALLER, "accept": "application/graphql-response+json"}
+    # A failing field: a partial result, 200, served by the lane.
+    failing = {"json": {"query": QUERY, "variables": {"i": "error-not-found"}}, "headers": accept}
+    served, expected = known(lane, "POST", **failing), known(reference, "POST", **failing)
+    assert plans(lane).stats.lane_served == 1
+    assert served.status_code == expected.status_code == 200
+    assert headers_of(served) == headers_of(expected)
+    assert served.headers["content-type"] == "application/graphql-response+json"
+    body = served.json()
+    assert body["data"] == {"cluster": None}
+    assert body["errors"][0]["path"] == ["cluster"]
+    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    # Invalid variables of a known document: passed on, refused by Strawberry with 400.
+    invalid = {"json": {"query": QUERY, "variables": {"i": 7}}, "headers": accept}
+    refused = lane.http.post("/graphql", **invalid)
+    expected = reference.http.post("/graphql", **invalid)
+    assert plans(lane).stats.lane_fallbacks["variables"] == 1
+    assert refused.status_code == expected.status_code == 400
+    assert headers_of(refused) == headers_of(expected)
+    assert refused.json() == expected.json()
+    assert "data" not in refused.json()
+
+
+def test_a_lane_request_has_its_log_line_and_metrics(
+    start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    lane, _ = lane_and_reference(start_gateway)
+    body = {"query": QUERY, "variables": {"i": "error-not-found"}}
+    for _ in range(2):
+        lane.http.post("/graphql", json=body, headers=CALLER)
+    before = lane.http.get("/metrics").text
+    response = lane.http.post(
+        "/graphql", json=body, headers={**CALLER, "x-request-id": "lane-line-1"}
+    )
+    assert plans(lane).stats.lane_served == 1
+    assert response.headers["x-request-id"] == "lane-line-1"
+    [line] = request_lines(caplog, "lane-line-1")
+    assert line["message"] == "POST /graphql 200"
+    assert (line["operation"], line["operation_type"]) == ("ClusterName", "query")
+    assert (line["outcome"], line["errors"], line["status"]) == ("partial", ["NOT_FOUND"], 200)
+    assert line["cache"] == "negative_hit"
+    after = lane.http.get("/metrics").text
+    for sample in (
+        'pcsgw_graphql_errors_total{code="NOT_FOUND"}',
+        'pcsgw_graphql_operations_total{operation="ClusterName",outcome="partial"}',
+        'pcsgw_http_requests_total{method="POST",route="/graphql",status="200"}',
+        "pcsgw_compiled_lane_served_total",
+    ):
+        assert _sample(after, sample) == _sample(before, sample) + 1, sample
+
+
+def test_a_body_too_large_or_not_json_is_passed_on_and_answered_as_before(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway, max_body_bytes=1024)
+    request = {"json": {"query": QUERY, "variables": {"i": "demo-active"}}, "headers": CALLER}
+    known(lane, "POST", **request)  # the document is known: only the body decides
+    large = {"query": QUERY, "variables": {"i": "demo-active", "pad": "x" * 2000}}
+    not_json = b'{"query": "{ regions }"'
+    headers = {**CALLER, "content-type": "application/json"}
+    for content, reason in ((json.dumps(large).encode(), "body_limit"), (not_json, "malformed")):
+        passed = lane.http.post("/graphql", content=content, headers=headers)
+        expected = reference.http.post("/graphql", content=content, headers=headers)
+        assert plans(lane).stats.lane_fallbacks[reason] == 1
+        assert passed.status_code == expected.status_code
+        assert passed.status_code in (400, 413)
+        assert headers_of(passed) == headers_of(expected)
+        assert passed.json() == expected.json()
+    assert plans(lane).stats.lane_served == 1
+
+
+def test_a_document_named_by_its_persisted_hash_is_served_by_the_lane(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway)
+    sha256 = hashlib.sha256(QUERY.encode()).hexdigest()
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha256}}
+    variables = {"i": "demo-active"}
+    for gateway in (lane, reference):
+        sent = {"query": QUERY, "variables": variables, "extensions": extensions}
+        registered = gateway.http.post("/graphql", json=sent, headers=CALLER)
+        assert registered.json()["data"]["cluster"]["name"] == "demo-active"
+    by_hash = {"json": {"variables": variables, "extensions": extensions}, "headers": CALLER}
+    served, expected = known(lane, "POST", **by_hash), known(reference, "POST", **by_hash)
+    stats = plans(lane).stats
+    assert stats.lane_fallbacks["registration"] == 1  # registered once it validated
+    assert stats.lane_served == 2  # the second and third by hash
+    assert served.json() == expected.json()
+    assert headers_of(served) == headers_of(expected)
+
+
+def test_an_answer_the_lane_wrote_is_kept_by_the_answer_cache(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = start_gateway(api_keys=KEY, cache_ttl_settled_seconds=60)
+    bodies = [{"query": QUERY, "variables": {"i": name}} for name in ("a1", "a2", "demo-active")]
+    # Two other variable sets make the plan; the third set's first answer is the lane's.
+    for body in bodies:
+        first = gateway.http.post("/graphql", json=body, headers=CALLER)
+    assert plans(gateway).stats.lane_served == 1
+    again = gateway.http.post("/graphql", json=bodies[-1], headers=CALLER)
+    assert again.json() == first.json()
+    assert gateway.app.stats.hits == 1
+    assert plans(gateway).stats.lane_served == 1
+
+
+def test_the_lane_turned_off_leaves_known_queries_to_the_view(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = start_gateway(compiled_lane=False, answer_cache_max_entries=0)
+    known(gateway, "POST", json={"query": QUERY, "variables": {"i": "demo-active"}})
+    stats = plans(gateway).stats
+    assert (stats.lane_served, stats.lane_fallbacks, stats.executions) == (0, {}, 2)
+
+
+def _sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
