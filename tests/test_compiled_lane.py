@@ -114,6 +114,27 @@ def test_graphql_response_media_type_and_a_request_error_as_the_view_gives_them(
     assert "data" not in refused.json()
 
 
+def test_limits_that_read_variables_refuse_a_known_document_as_before(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway, max_batch_size=2)
+    query = "query Batch($ids: [String!]!) { clusters(identifiers: $ids) { name } }"
+    small = {"json": {"query": query, "variables": {"ids": ["demo-active"]}}, "headers": CALLER}
+    known(lane, "POST", **small)
+    large = {"json": {"query": query, "variables": {"ids": ["a1", "a2", "a3"]}}, "headers": CALLER}
+    for _ in range(2):  # values let through before never let these through
+        refused = lane.http.post("/graphql", **large)
+        expected = reference.http.post("/graphql", **large)
+        assert (refused.status_code, refused.json()) == (expected.status_code, expected.json())
+        assert refused.json()["data"] is None
+        assert refused.json()["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "limit": 2}
+    stats = plans(lane).stats
+    assert (stats.lane_served, stats.lane_fallbacks["limits"]) == (1, 2)
+    again = lane.http.post("/graphql", **small)
+    assert again.json() == {"data": {"clusters": [{"name": "demo-active"}]}}
+    assert stats.lane_served == 2
+
+
 def test_a_lane_request_has_its_log_line_and_metrics(
     start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

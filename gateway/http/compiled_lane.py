@@ -57,6 +57,8 @@ _JSON = b"application/json"
 #: What CORS adds to a response to a request without an Origin (the lane answers only those).
 _VARY_ORIGIN = b"Origin"
 _VARY_GET = f"{VARY}, Origin".encode()
+#: Variable values remembered within the limits, per compiled document.
+_MAX_REMEMBERED = 64
 #: Accept values that ask for a stream (graphql-sse, multipart subscriptions).
 _STREAMS = (b"text/event-stream", b"multipart/mixed")
 
@@ -184,23 +186,48 @@ class CompiledLane:
         variables = plans.variables(compiled, item.variables)
         if variables is None:
             raise _PassOn("variables")  # Strawberry reports them in its words
-        settings = self.gateway.settings
-        document = compiled.document
-        if lookup_refusal(
-            document, operation_name, item.variables, settings.lookup_limit, settings.max_batch_size
-        ) is not None or (
-            fanout_refusal(
-                plans.schema, document, operation_name, item.variables, settings.max_fanout
-            )
-            is not None
-        ):
-            raise _PassOn("limits")
+        if not self._within_limits(compiled, operation_name, item.variables):
+            raise _PassOn("limits")  # Strawberry refuses it in its words
         try:
             plan = plans.plan(compiled, variables)
         except Unsupported as exc:
             raise _PassOn(exc.reason) from None
         name = operation_name if operation_name is not None else plans.name_of(compiled)
         return _Prepared(item, name, variables, plan, accept)
+
+    def _within_limits(
+        self,
+        compiled: CompiledOperation,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> bool:
+        """Whether the lookup and fan-out limits let the operation run with `variables`.
+
+        They read only the variables of field arguments: values already let through are
+        remembered (a bounded set), so a repeated operation is not walked again.
+        """
+        values = variables or {}
+        key = orjson.dumps(
+            [values.get(name) for name in compiled.argument_variables],
+            option=orjson.OPT_SORT_KEYS,
+        )
+        if key in compiled.within_limits:
+            return True
+        settings = self.gateway.settings
+        document = compiled.document
+        if lookup_refusal(
+            document, operation_name, variables, settings.lookup_limit, settings.max_batch_size
+        ) is not None or (
+            fanout_refusal(
+                self.plans.schema, document, operation_name, variables, settings.max_fanout
+            )
+            is not None
+        ):
+            return False
+        if len(compiled.within_limits) >= _MAX_REMEMBERED:
+            compiled.within_limits.clear()
+        compiled.within_limits.add(key)
+        return True
 
     async def _body(
         self, length: bytes | None, receive: Receive, pending: list[Message]
