@@ -8,7 +8,9 @@ operation and the operation limits have passed, it runs the operation's plan (co
 once per document and operation name, kept in a bounded store) and hands Strawberry the
 result, so execution is skipped while the error contract, the operation report, the stale
 report and everything in front of the schema stay as they are. What a plan does not cover
-falls back to Strawberry, counted by reason.
+falls back to Strawberry, counted by reason. Once a document is compiled, the compiled lane
+(`gateway.http.compiled_lane`) runs its plans in front of Starlette through `Plans.known`,
+`Plans.variables`, `Plans.plan` and `Plans.run`.
 """
 
 from gateway.graphql.compiler.execution import (
