@@ -15,11 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from gateway.app import create_app
+from gateway.config import Settings
 from gateway.graphql.compiler import Plans
 from gateway.http.view import VARY
 from tests.support.gateway import Gateway, GatewayFactory
 from tests.support.request_lines import request_lines
+from tests.support.servers import ServerThread
 
 KEY = "reader-key-0123456789abcdef"
 CALLER = {"x-api-key": KEY}
@@ -162,6 +168,44 @@ def test_a_lane_request_has_its_log_line_and_metrics(
         "pcsgw_compiled_lane_served_total",
     ):
         assert _sample(after, sample) == _sample(before, sample) + 1, sample
+
+
+def test_a_lane_request_has_the_same_spans_as_through_the_view(
+    start_gateway: GatewayFactory,  # points the gateways at the emulator
+) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    found = []
+    for lane in (True, False):
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        settings = Settings(answer_cache_max_entries=0, compiled_lane=lane)
+        app = create_app(settings, tracer_provider=provider)
+        server = ServerThread(app).start()
+        try:
+            body = {"query": QUERY, "variables": {"i": "demo-active"}}
+            for _ in range(2):
+                httpx.post(f"{server.url}/graphql", json=body, timeout=30)
+            exporter.clear()
+            response = httpx.post(
+                f"{server.url}/graphql", json=body, headers={"traceparent": traceparent}
+            )
+            assert response.status_code == 200
+            spans = {span.name: span for span in exporter.get_finished_spans()}
+            served = app.state.gateway.graphql.plans.stats.lane_served
+        finally:
+            server.stop()
+        request, resolver = spans["POST /graphql"], spans["Query.cluster"]
+        assert resolver.parent is not None and resolver.parent.span_id == request.context.span_id
+        assert f"{request.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+        attributes = dict(request.attributes or {})
+        assert attributes.pop("pcsgw.request_id") == response.headers["x-request-id"]
+        found.append((served, sorted(spans), attributes, dict(resolver.attributes or {})))
+    (served, *through_lane), (_, *through_view) = found
+    assert served == 1
+    assert through_lane == through_view
+    assert through_lane[1]["graphql.operation.name"] == "ClusterName"
+    assert through_lane[1]["pcsgw.outcome"] == "success"
 
 
 def test_a_body_too_large_or_not_json_is_passed_on_and_answered_as_before(
