@@ -140,22 +140,22 @@ class CompiledLane:
             raise _PassOn("not_admitted")
         if self.gateway.service is None or self.gateway.regions is None:
             raise _PassOn("starting")
-        accept = b""
-        content_type = b""
-        length = None
+        # The first of each header, as the layers inside read them.
+        accept = content_type = length = None
         for name, value in scope["headers"]:
             if name == b"accept":
-                accept = value
+                accept = value if accept is None else accept
             elif name == b"content-type":
-                content_type = value
+                content_type = value if content_type is None else content_type
             elif name == b"content-length":
-                length = value
+                length = value if length is None else length
             elif name == b"origin":
                 raise _PassOn("cross_origin")  # CORS answers it inside
+        accept = accept or b""
         if any(stream in accept for stream in _STREAMS):
             raise _PassOn("subscription")
         if method == "POST":
-            if content_type.split(b";", 1)[0].strip().lower() != _JSON:
+            if (content_type or b"").split(b";", 1)[0].strip().lower() != _JSON:
                 raise _PassOn("media_type")
             data = await self._body(length, receive, pending)
         else:
