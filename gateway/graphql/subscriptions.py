@@ -93,7 +93,8 @@ async def _updates(
         services.clusters,
         services.name,
         identifier,
-        caller="" if caller is None else caller.partition,
+        # Counted by principal: a partition is shared by every caller of the same scopes.
+        caller="" if caller is None else caller.subject or "",
         expires_at=None if caller is None else caller.expires_at,
     )
     try:
