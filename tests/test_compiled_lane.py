@@ -143,6 +143,24 @@ def test_limits_that_read_variables_refuse_a_known_document_as_before(
     assert stats.lane_served == 2
 
 
+def test_remembered_variables_tell_a_default_from_a_value_sent(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway)
+    query = 'query D($i: String = "demo-active") { cluster(identifier: $i) { name } }'
+    known(lane, "POST", json={"query": query}, headers=CALLER)
+    names = []
+    for variables in ({}, {"i": "demo-full"}, {}, {"i": None}, {"i": "demo-full"}, {}):
+        body = {"query": query, "variables": variables}
+        served = lane.http.post("/graphql", json=body, headers=CALLER)
+        expected = reference.http.post("/graphql", json=body, headers=CALLER)
+        assert (served.status_code, served.json()) == (expected.status_code, expected.json())
+        names.append((served.json().get("data") or {}).get("cluster"))
+    assert names[:3] == [{"name": "demo-active"}, {"name": "demo-full"}, {"name": "demo-active"}]
+    assert names[3] is None  # null sent: not the default
+    assert plans(lane).stats.lane_served == 1 + 6
+
+
 def test_a_lane_request_has_its_log_line_and_metrics(
     start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

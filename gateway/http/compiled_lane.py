@@ -57,7 +57,7 @@ _JSON = b"application/json"
 #: What CORS adds to a response to a request without an Origin (the lane answers only those).
 _VARY_ORIGIN = b"Origin"
 _VARY_GET = f"{VARY}, Origin".encode()
-#: Variable values remembered within the limits, per compiled document.
+#: Sets of variable values remembered as coerced and within the limits, per document.
 _MAX_REMEMBERED = 64
 #: Accept values that ask for a stream (graphql-sse, multipart subscriptions).
 _STREAMS = (b"text/event-stream", b"multipart/mixed")
@@ -183,11 +183,23 @@ class CompiledLane:
         """The plan for the request's variables, its limits checked."""
         plans = self.plans
         operation_name = item.operation_name
-        variables = plans.variables(compiled, item.variables)
+        raw = item.variables
+        # Coercion and the limits read only the values sent for declared variables.
+        declared = compiled.operation.variable_definitions or ()
+        sent = {} if raw is None else raw
+        names = [definition.variable.name.value for definition in declared]
+        # Sent or not, then the value: a variable not sent takes its default, unlike null.
+        key = orjson.dumps([(name in sent, sent.get(name)) for name in names])
+        variables = compiled.checked.get(key)
         if variables is None:
-            raise _PassOn("variables")  # Strawberry reports them in its words
-        if not self._within_limits(compiled, operation_name, item.variables):
-            raise _PassOn("limits")  # Strawberry refuses it in its words
+            variables = plans.variables(compiled, raw)
+            if variables is None:
+                raise _PassOn("variables")  # Strawberry reports them in its words
+            if self._refused(compiled, operation_name, raw):
+                raise _PassOn("limits")  # Strawberry refuses it in its words
+            if len(compiled.checked) >= _MAX_REMEMBERED:
+                compiled.checked.clear()
+            compiled.checked[key] = variables
         try:
             plan = plans.plan(compiled, variables)
         except Unsupported as exc:
@@ -195,39 +207,23 @@ class CompiledLane:
         name = operation_name if operation_name is not None else plans.name_of(compiled)
         return _Prepared(item, name, variables, plan, accept)
 
-    def _within_limits(
+    def _refused(
         self,
         compiled: CompiledOperation,
         operation_name: str | None,
         variables: dict[str, Any] | None,
     ) -> bool:
-        """Whether the lookup and fan-out limits let the operation run with `variables`.
-
-        They read only the variables of field arguments: values already let through are
-        remembered (a bounded set), so a repeated operation is not walked again.
-        """
-        values = variables or {}
-        key = orjson.dumps(
-            [values.get(name) for name in compiled.argument_variables],
-            option=orjson.OPT_SORT_KEYS,
-        )
-        if key in compiled.within_limits:
-            return True
+        """Whether the lookup or fan-out limit refuses the operation with `variables`."""
         settings = self.gateway.settings
         document = compiled.document
-        if lookup_refusal(
+        return lookup_refusal(
             document, operation_name, variables, settings.lookup_limit, settings.max_batch_size
         ) is not None or (
             fanout_refusal(
                 self.plans.schema, document, operation_name, variables, settings.max_fanout
             )
             is not None
-        ):
-            return False
-        if len(compiled.within_limits) >= _MAX_REMEMBERED:
-            compiled.within_limits.clear()
-        compiled.within_limits.add(key)
-        return True
+        )
 
     async def _body(
         self, length: bytes | None, receive: Receive, pending: list[Message]

@@ -9,15 +9,9 @@ from typing import Any
 from graphql import (
     DocumentNode,
     ExecutionResult,
-    FieldNode,
     FragmentDefinitionNode,
     GraphQLSchema,
-    InlineFragmentNode,
-    ListValueNode,
-    ObjectValueNode,
     OperationDefinitionNode,
-    ValueNode,
-    VariableNode,
 )
 from graphql.execution.values import VariableValues, get_variable_values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -46,10 +40,9 @@ class CompiledOperation:
     #: Variables `@skip`/`@include` read: their values pick the plan.
     conditions: tuple[str, ...]
     plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)
-    #: Variables the fields' arguments read: all that the operation limits can depend on.
-    argument_variables: tuple[str, ...] = ()
-    #: Values of `argument_variables` (encoded) the operation limits have let through.
-    within_limits: set[bytes] = field(default_factory=set)
+    #: Variables the fast lane has coerced and the operation limits let through, by the
+    #: values sent for the declared variables (encoded); bounded, see the lane.
+    checked: dict[bytes, VariableValues] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -178,14 +171,7 @@ class Plans:
             try:
                 operation, fragments = self._compiler.find(document, operation_name)
                 conditions = self._compiler.conditions(document)
-                entry = CompiledOperation(
-                    key,
-                    document,
-                    operation,
-                    fragments,
-                    conditions,
-                    argument_variables=argument_variables(operation, fragments),
-                )
+                entry = CompiledOperation(key, document, operation, fragments, conditions)
             except Unsupported as exc:
                 entry = exc.reason
             self._entries.put(key, entry)
@@ -202,33 +188,6 @@ class Plans:
             if len(compiled.plans) < MAX_DECISIONS:
                 compiled.plans[decisions] = plan
         return plan
-
-
-def argument_variables(
-    operation: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode]
-) -> tuple[str, ...]:
-    """The variables the operation's field arguments read (directives' are not arguments)."""
-    found: set[str] = set()
-    pending = [operation.selection_set, *(f.selection_set for f in fragments.values())]
-    while pending:
-        for selection in pending.pop().selections:
-            if isinstance(selection, FieldNode):
-                for argument in selection.arguments or ():
-                    _variables_in(argument.value, found)
-            if isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
-                pending.append(selection.selection_set)
-    return tuple(sorted(found))
-
-
-def _variables_in(value: ValueNode, found: set[str]) -> None:
-    if isinstance(value, VariableNode):
-        found.add(value.name.value)
-    elif isinstance(value, ListValueNode):
-        for item in value.values:
-            _variables_in(item, found)
-    elif isinstance(value, ObjectValueNode):
-        for member in value.fields:
-            _variables_in(member.value, found)
 
 
 def _name(operation: OperationDefinitionNode) -> str | None:
