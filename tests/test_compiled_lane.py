@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -280,6 +281,35 @@ def test_a_document_named_by_its_persisted_hash_is_served_by_the_lane(
     assert stats.lane_served == 2  # the second and third by hash
     assert served.json() == expected.json()
     assert headers_of(served) == headers_of(expected)
+
+
+def test_a_trusted_document_named_by_its_id_is_served_by_the_lane_and_others_refused(
+    start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "persisted-documents.json"
+    digest = hashlib.sha256(QUERY.encode()).hexdigest()
+    manifest.write_text(json.dumps({digest: QUERY}))
+    lane, reference = lane_and_reference(
+        start_gateway, trusted_documents_file=manifest, trusted_documents_only=True
+    )
+    variables = {"i": "demo-active"}
+    by_id = {"json": {"documentId": digest, "variables": variables}, "headers": CALLER}
+    served, expected = known(lane, "POST", **by_id), known(reference, "POST", **by_id)
+    assert plans(lane).stats.lane_served == 1
+    assert served.json() == expected.json()
+    assert served.json() == {"data": {"cluster": {"name": "demo-active", "status": "ACTIVE"}}}
+    get = {"params": {"documentId": digest, "variables": json.dumps(variables)}, "headers": CALLER}
+    assert lane.http.get("/graphql", **get).json() == served.json()
+    assert plans(lane).stats.lane_served == 2
+    # A document the manifest does not list is refused, as only listed ones may run.
+    unlisted = "query Other($i: String!) { cluster(identifier: $i) { name } }"
+    as_text = {"query": unlisted, "variables": variables}
+    refused = lane.http.post("/graphql", json=as_text, headers=CALLER)
+    expected = reference.http.post("/graphql", json=as_text, headers=CALLER)
+    assert refused.status_code == expected.status_code == 400
+    assert refused.json() == expected.json()
+    assert refused.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_IN_LIST"
+    assert plans(lane).stats.lane_fallbacks["persisted_query"] == 1
 
 
 def test_an_answer_the_lane_wrote_is_kept_by_the_answer_cache(

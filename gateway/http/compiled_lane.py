@@ -160,8 +160,9 @@ class CompiledLane:
             data = await self._body(length, receive, pending)
         else:
             data = _query_params(scope["query_string"])
-            if "query" not in data and (b"text/html" in accept or b"*/*" in accept):
-                raise _PassOn("graphiql")
+            named = any(name in data for name in ("query", "extensions", "documentId", "id"))
+            if not named and (b"text/html" in accept or b"*/*" in accept):
+                raise _PassOn("graphiql")  # as the view tells a browser's GET
         item = _request_data(data)
         try:
             registrations = await resolve_documents(self.gateway.graphql, [item], _sent(data))
