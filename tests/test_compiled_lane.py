@@ -312,6 +312,22 @@ def test_a_trusted_document_named_by_its_id_is_served_by_the_lane_and_others_ref
     assert plans(lane).stats.lane_fallbacks["persisted_query"] == 1
 
 
+def test_what_plans_do_not_cover_passes_on_by_reason(start_gateway: GatewayFactory) -> None:
+    lane, reference = lane_and_reference(start_gateway)
+    for query, reason in (
+        ('subscription S { clusterUpdated(identifier: "demo-active") { name } }', "subscription"),
+        ("{ __schema { queryType { name } } }", "introspection"),
+    ):
+        for _ in range(3):
+            request = {"json": {"query": query}, "headers": CALLER}
+            passed = lane.http.post("/graphql", **request)
+            expected = reference.http.post("/graphql", **request)
+            assert (passed.status_code, passed.json()) == (expected.status_code, expected.json())
+            assert headers_of(passed) == headers_of(expected)
+        assert plans(lane).stats.lane_fallbacks[reason] == 1, plans(lane).stats.lane_fallbacks
+    assert plans(lane).stats.lane_served == 0
+
+
 def test_an_answer_the_lane_wrote_is_kept_by_the_answer_cache(
     start_gateway: GatewayFactory,
 ) -> None:

@@ -153,7 +153,7 @@ class CompiledLane:
                 raise _PassOn("cross_origin")  # CORS answers it inside
         accept = accept or b""
         if any(stream in accept for stream in _STREAMS):
-            raise _PassOn("subscription")
+            raise _PassOn("stream")
         if method == "POST":
             if (content_type or b"").split(b";", 1)[0].strip().lower() != _JSON:
                 raise _PassOn("media_type")

@@ -168,7 +168,7 @@ class Compiler:
             raise Unsupported("operation")
         operation = operations[0]
         if operation.operation is not OperationType.QUERY:
-            raise Unsupported("operation_type")
+            raise Unsupported(operation.operation.value)  # mutation or subscription
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
