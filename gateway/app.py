@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
 from gateway.config import ENV_PREFIX, Settings, SettingsError
@@ -107,8 +108,11 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     app.state.gateway = state
     inner: Starlette | CompiledLane = app
     if settings.compiled_lane and settings.compiled_plans_max_entries > 0:
-        # Known queries answered by their plans in front of Starlette, after the gate.
-        inner = CompiledLane(app, state=state, view=graphql)
+        # Known queries answered by their plans in front of Starlette, after the gate, with
+        # the headers of the CORS layer configured inside.
+        inner = CompiledLane(
+            app, state=state, view=graphql, cors=_cors_layer(security.middleware(), app)
+        )
     answers = AnswerCache(
         inner,
         max_entries=settings.answer_cache_max_entries,
@@ -123,6 +127,15 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     answers.observers.append(hit_counter(metrics))
     answers.observers.append(hit_observer(metrics, tracing))
     return answers
+
+
+def _cors_layer(layers: list[Middleware], app: Starlette) -> CORSMiddleware:
+    """The CORS layer among `layers`, made as Starlette makes it (same options)."""
+    for layer in layers:
+        cls, args, kwargs = layer
+        if cls is CORSMiddleware:
+            return CORSMiddleware(app, *args, **kwargs)
+    raise LookupError("no CORS layer")
 
 
 def region_names(settings: Settings, environ: Mapping[str, str]) -> tuple[str | None, ...]:

@@ -96,6 +96,35 @@ def test_a_known_get_carries_the_same_cache_control_and_vary_from_the_lane(
     assert int(served.headers["cache-control"].rsplit("=", 1)[1]) > 0
 
 
+def test_a_cross_origin_request_gets_the_same_cors_headers_from_the_lane(
+    start_gateway: GatewayFactory,
+) -> None:
+    portal = "https://portal.example.com"
+    lane, reference = lane_and_reference(start_gateway, cors_allow_origins=[portal])
+    body = {"query": QUERY, "variables": {"i": "demo-active"}}
+    params = {"query": QUERY, "variables": json.dumps(body["variables"])}
+    for origin in (portal, "https://elsewhere.example.com"):
+        headers = {**CALLER, "origin": origin}
+        for method, sent in (
+            ("POST", {"json": body, "headers": headers}),
+            ("GET", {"params": params, "headers": headers}),
+        ):
+            served, expected = known(lane, method, **sent), known(reference, method, **sent)
+            assert served.status_code == expected.status_code == 200
+            assert served.json() == expected.json()
+            assert headers_of(served) == headers_of(expected), (origin, method)
+    served = lane.http.post("/graphql", json=body, headers={**CALLER, "origin": portal})
+    assert served.headers["access-control-allow-origin"] == portal
+    assert "x-request-id" in served.headers["access-control-expose-headers"]
+    # Every request came from the lane once its document was known (POST and GET share it).
+    assert plans(lane).stats.lane_served == 2 * 2 * 3 - 2 + 1
+    # A preflight is CORS's alone.
+    preflight = {"origin": portal, "access-control-request-method": "POST"}
+    allowed = lane.http.options("/graphql", headers=preflight)
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == portal
+
+
 def test_graphql_response_media_type_and_a_request_error_as_the_view_gives_them(
     start_gateway: GatewayFactory,
 ) -> None:

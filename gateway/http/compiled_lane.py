@@ -10,10 +10,12 @@ response written directly, under the same request log, metrics and span as any r
 answer's facts are left for the answer cache, as the view leaves them.
 
 Anything else passes on to Starlette unchanged, counted by reason: a document not compiled
-yet, invalid variables, a limit refused, a batch, a cross-origin request, a body too large
+yet, invalid variables, a limit refused, a batch, a body too large
 or not JSON, a persisted query to register... Strawberry then answers it as the reference.
+Cross-origin requests are answered too, with the headers Starlette's CORS layer gives
+(its own code adds them); preflights pass on.
 
-    app = CompiledLane(starlette_app, state=state, view=view)
+    app = CompiledLane(starlette_app, state=state, view=view, cors=cors)
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 import orjson
 from graphql.execution.values import VariableValues
 from starlette.applications import Starlette
-from starlette.datastructures import QueryParams, State
+from starlette.datastructures import Headers, QueryParams, State
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.routing import Router
 from starlette.types import Message, Receive, Scope, Send
@@ -54,9 +57,7 @@ from gateway.observe.metrics import MetricsMiddleware
 from gateway.observe.request_log import RequestLogMiddleware
 
 _JSON = b"application/json"
-#: What CORS adds to a response to a request without an Origin (the lane answers only those).
-_VARY_ORIGIN = b"Origin"
-_VARY_GET = f"{VARY}, Origin".encode()
+_VARY = VARY.encode()
 #: Sets of variable values remembered as coerced and within the limits, per document.
 _MAX_REMEMBERED = 64
 #: Accept values that ask for a stream (graphql-sse, multipart subscriptions).
@@ -86,9 +87,17 @@ class CompiledLane:
     """Answers queries whose document is compiled; passes everything else to Starlette."""
 
     def __init__(
-        self, app: Starlette, *, state: GatewayState, view: GraphQLView, path: str = "/graphql"
+        self,
+        app: Starlette,
+        *,
+        state: GatewayState,
+        view: GraphQLView,
+        cors: CORSMiddleware,
+        path: str = "/graphql",
     ) -> None:
         self.app = app
+        #: The CORS layer as configured inside Starlette: its headers go on the lane's answers.
+        self.cors = cors
         self.gateway = state
         self.view = view
         self.path = path
@@ -149,8 +158,6 @@ class CompiledLane:
                 content_type = value if content_type is None else content_type
             elif name == b"content-length":
                 length = value if length is None else length
-            elif name == b"origin":
-                raise _PassOn("cross_origin")  # CORS answers it inside
         accept = accept or b""
         if any(stream in accept for stream in _STREAMS):
             raise _PassOn("stream")
@@ -295,9 +302,9 @@ class CompiledLane:
         if scope["method"] == "GET":
             control = cache_control(request, request_context, facts)
             headers.append((b"cache-control", control.encode()))
-            headers.append((b"vary", _VARY_GET))
-        else:
-            headers.append((b"vary", _VARY_ORIGIN))
+            headers.append((b"vary", _VARY))
+        # CORS's headers (the origin if allowed, Vary), added by the same code as inside.
+        send = partial(self.cors.send, send=send, request_headers=Headers(scope=scope))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
