@@ -57,6 +57,7 @@ from gateway.observe.metrics import MetricsMiddleware
 from gateway.observe.request_log import RequestLogMiddleware
 
 _JSON = b"application/json"
+_GRAPHQL_RESPONSE = GRAPHQL_RESPONSE_TYPE.encode()
 _VARY = VARY.encode()
 #: Sets of variable values remembered as coerced and within the limits, per document.
 _MAX_REMEMBERED = 64
@@ -76,7 +77,6 @@ class _PassOn(Exception):
 class _Prepared:
     """A request the lane answers: its operation, coerced variables and plan."""
 
-    item: GraphQLRequestData
     operation_name: str | None
     variables: VariableValues
     plan: Plan
@@ -213,7 +213,7 @@ class CompiledLane:
         except Unsupported as exc:
             raise _PassOn(exc.reason) from None
         name = operation_name if operation_name is not None else plans.name_of(compiled)
-        return _Prepared(item, name, variables, plan, accept)
+        return _Prepared(name, variables, plan, accept)
 
     def _refused(
         self,
@@ -293,8 +293,8 @@ class CompiledLane:
             facts = request_context.facts = answer_facts(context, result)
         status = 200
         media_type = _JSON
-        if GRAPHQL_RESPONSE_TYPE.encode() in prepared.accept:
-            media_type = GRAPHQL_RESPONSE_TYPE.encode()
+        if _GRAPHQL_RESPONSE in prepared.accept:
+            media_type = _GRAPHQL_RESPONSE
             if refused:
                 status = 400
         body = orjson.dumps(answer)
