@@ -52,6 +52,14 @@ def headers_of(response: httpx.Response) -> list[tuple[str, str]]:
     return sorted((k, v) for k, v in response.headers.items() if k not in PER_RESPONSE)
 
 
+def answer_of(response: httpx.Response) -> Any:
+    """The answer but the request ids PCS gave each call."""
+    answer = response.json()
+    for error in answer.get("errors", []):
+        (error.get("extensions") or {}).pop("requestId", None)
+    return answer
+
+
 def known(gateway: Gateway, method: str, **request: Any) -> httpx.Response:
     """The third request of a document: seen, compiled by the Strawberry path, then known."""
     for _ in range(2):
@@ -94,6 +102,21 @@ def test_a_known_get_carries_the_same_cache_control_and_vary_from_the_lane(
     # A caller's key was sent: private, as long as the cluster stays fresh.
     assert served.headers["cache-control"].startswith("private, max-age=")
     assert int(served.headers["cache-control"].rsplit("=", 1)[1]) > 0
+
+
+def test_a_refreshed_or_failing_get_is_not_kept_by_caches_from_the_lane(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway)
+    query = "query R($i: String!, $r: Boolean!) { cluster(identifier: $i, refresh: $r) { name } }"
+    for variables in ({"i": "demo-active", "r": True}, {"i": "error-not-found", "r": False}):
+        params = {"query": query, "variables": json.dumps(variables)}
+        request = {"params": params, "headers": CALLER}
+        served, expected = known(lane, "GET", **request), known(reference, "GET", **request)
+        assert answer_of(served) == answer_of(expected)
+        assert headers_of(served) == headers_of(expected)
+        assert served.headers["cache-control"] == "no-store"
+    assert plans(lane).stats.lane_served == 1 + 3
 
 
 def test_a_cross_origin_request_gets_the_same_cors_headers_from_the_lane(
