@@ -214,6 +214,29 @@ def test_remembered_variables_tell_a_default_from_a_value_sent(
     assert plans(lane).stats.lane_served == 1 + 6
 
 
+def test_new_skip_and_include_decisions_are_compiled_behind_then_served_by_the_lane(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway)
+    query = (
+        "query S($i: String!, $s: Boolean!) "
+        "{ cluster(identifier: $i) { name status @include(if: $s) } }"
+    )
+    first = {"json": {"query": query, "variables": {"i": "demo-active", "s": False}}}
+    known(lane, "POST", **first, headers=CALLER)
+    other = {"query": query, "variables": {"i": "demo-active", "s": True}}
+    answers = []
+    for _ in range(2):  # compiled behind Starlette the first time, from the lane the second
+        served = lane.http.post("/graphql", json=other, headers=CALLER)
+        expected = reference.http.post("/graphql", json=other, headers=CALLER)
+        assert served.json() == expected.json()
+        answers.append(served.json())
+    assert answers[0] == {"data": {"cluster": {"name": "demo-active", "status": "ACTIVE"}}}
+    stats = plans(lane).stats
+    assert (stats.lane_fallbacks["new_decisions"], stats.lane_served) == (1, 2)
+    assert stats.compilations == 2
+
+
 def test_a_lane_request_has_its_log_line_and_metrics(
     start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -38,7 +38,7 @@ from strawberry.types import ExecutionResult
 
 from gateway.context import OPERATION_NAME, RequestContext
 from gateway.graphql.apq import PersistedQueryError
-from gateway.graphql.compiler import CompiledOperation, Plans, Unsupported
+from gateway.graphql.compiler import CompiledOperation, Plans
 from gateway.graphql.compiler.plan import Plan
 from gateway.graphql.errors import INTERNAL, REQUEST_ERROR_CODES, log_errors, to_contract
 from gateway.graphql.limits import fanout_refusal, lookup_refusal
@@ -208,10 +208,9 @@ class CompiledLane:
             if len(compiled.checked) >= _MAX_REMEMBERED:
                 compiled.checked.clear()
             compiled.checked[key] = variables
-        try:
-            plan = plans.plan(compiled, variables)
-        except Unsupported as exc:
-            raise _PassOn(exc.reason) from None
+        plan = plans.held(compiled, variables)
+        if plan is None:
+            raise _PassOn("new_decisions")  # compiled where the document's locations are
         name = operation_name if operation_name is not None else plans.name_of(compiled)
         return _Prepared(name, variables, plan, accept)
 

@@ -9,9 +9,9 @@ from typing import Any
 from graphql import (
     DocumentNode,
     ExecutionResult,
-    FragmentDefinitionNode,
     GraphQLSchema,
     OperationDefinitionNode,
+    parse,
 )
 from graphql.execution.values import VariableValues, get_variable_values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -33,10 +33,11 @@ class CompiledOperation:
 
     #: The store's key: (document, operation name).
     key: tuple[str, str | None]
+    #: The document parsed again without locations (half the memory, no tokens kept),
+    #: for what the lane reads: the variables' definitions and the operation limits.
     document: DocumentNode
-    #: The operation that runs, and the document's fragments (found once).
+    #: The operation that runs, in `document`.
     operation: OperationDefinitionNode
-    fragments: dict[str, FragmentDefinitionNode]
     #: Variables `@skip`/`@include` read: their values pick the plan.
     conditions: tuple[str, ...]
     plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)
@@ -89,7 +90,9 @@ class Plans:
             variables = self.variables(compiled, raw_variables)
             if variables is None:
                 raise Unsupported("variables")  # Strawberry reports them as it always has
-            plan = self.plan(compiled, variables)
+            plan = self.held(compiled, variables)
+            if plan is None:
+                plan = self._compile(compiled, document, operation_name, variables)
         except Unsupported as exc:
             self.stats.fallbacks[exc.reason] = self.stats.fallbacks.get(exc.reason, 0) + 1
             return None
@@ -128,14 +131,10 @@ class Plans:
         variables = get_variable_values(self._compiler.schema, definitions, raw_variables or {})
         return variables if isinstance(variables, VariableValues) else None
 
-    def plan(self, compiled: CompiledOperation, variables: VariableValues) -> Plan:
-        """The plan for the variables' `@skip`/`@include` decisions; raises Unsupported."""
-        try:
-            return self._plan(compiled, variables)
-        except Unsupported as exc:
-            # What the document holds does not change: it is not compiled again.
-            self._entries.put(compiled.key, exc.reason)
-            raise
+    def held(self, compiled: CompiledOperation, variables: VariableValues) -> Plan | None:
+        """The plan held for the variables' `@skip`/`@include` decisions, if compiled."""
+        coerced = variables.coerced
+        return compiled.plans.get(tuple(coerced.get(name) for name in compiled.conditions))
 
     async def run(
         self, plan: Plan, variables: VariableValues, context: GatewayContext
@@ -169,24 +168,36 @@ class Plans:
             if self._compiler is None or self._compiler.schema is not schema:
                 self._compiler = Compiler(schema)
             try:
-                operation, fragments = self._compiler.find(document, operation_name)
+                self._compiler.find(document, operation_name)
+                kept = parse(query, no_location=True)
+                operation, _ = self._compiler.find(kept, operation_name)
                 conditions = self._compiler.conditions(document)
-                entry = CompiledOperation(key, document, operation, fragments, conditions)
+                entry = CompiledOperation(key, kept, operation, conditions)
             except Unsupported as exc:
                 entry = exc.reason
             self._entries.put(key, entry)
         return entry
 
-    def _plan(self, compiled: CompiledOperation, variables: VariableValues) -> Plan:
+    def _compile(
+        self,
+        compiled: CompiledOperation,
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: VariableValues,
+    ) -> Plan:
+        """Compile the plan for the variables' decisions from the parsed document (with the
+        locations errors carry); a document a plan cannot cover is not compiled again."""
+        assert self._compiler is not None
         coerced = variables.coerced
-        decisions = tuple(coerced.get(name) for name in compiled.conditions)
-        plan = compiled.plans.get(decisions)
-        if plan is None:
-            assert self._compiler is not None
-            plan = self._compiler.compile(compiled.operation, compiled.fragments, coerced)
-            self.stats.compilations += 1
-            if len(compiled.plans) < MAX_DECISIONS:
-                compiled.plans[decisions] = plan
+        try:
+            operation, fragments = self._compiler.find(document, operation_name)
+            plan = self._compiler.compile(operation, fragments, coerced)
+        except Unsupported as exc:
+            self._entries.put(compiled.key, exc.reason)
+            raise
+        self.stats.compilations += 1
+        if len(compiled.plans) < MAX_DECISIONS:
+            compiled.plans[tuple(coerced.get(name) for name in compiled.conditions)] = plan
         return plan
 
 
