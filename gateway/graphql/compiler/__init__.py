@@ -10,7 +10,7 @@ result, so execution is skipped while the error contract, the operation report, 
 report and everything in front of the schema stay as they are. What a plan does not cover
 falls back to Strawberry, counted by reason. Once a document is compiled, the compiled lane
 (`gateway.http.compiled_lane`) runs its plans in front of Starlette through `Plans.known`,
-`Plans.variables`, `Plans.plan` and `Plans.run`.
+`Plans.variables`, `Plans.held` and `Plans.run`.
 """
 
 from gateway.graphql.compiler.execution import (
