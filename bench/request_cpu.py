@@ -1,0 +1,139 @@
+"""CPU time of one request on the answer cache's hit path and on its miss path, in process.
+
+    python3 bench/request_cpu.py [--tree PATH] [--hits 20000] [--misses 1000]
+
+No sockets and no load generator: the gateway's ASGI app is called directly, its lifespan
+run, against the emulator on a loopback port, with the full cluster query
+(schema/examples/cluster-full.graphql). Time is the process's CPU time per request
+(`time.process_time`), so a busy machine slows the run but hardly moves the figure: two
+trees (`--tree` points at another checkout, e.g. a `git worktree` of an older commit) can
+be compared on a shared machine where throughput runs are too noisy. Hits: the answer
+cache on, the same request again and again. Misses: the answer cache off, every request
+executed (by the compiled plan once the document has come twice, where the tree has one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def serve_emulator(create_emulator: Any) -> str:
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_emulator(), host="127.0.0.1", port=0, log_level="error", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def per_request(app: Any, body: bytes, warmup: int, count: int) -> float:
+    """Microseconds of CPU per request, after `warmup` requests."""
+    lifespan_in: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    lifespan_out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await lifespan_in.put({"type": "lifespan.startup"})
+    lifespan = asyncio.create_task(
+        app(
+            {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+            lifespan_in.get,
+            lifespan_out.put,
+        )
+    )
+    started = await lifespan_out.get()
+    assert started["type"] == "lifespan.startup.complete", started
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def one() -> None:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/graphql",
+            "raw_path": b"/graphql",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"gateway"),
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 200, sent
+        assert b'"errors"' not in sent[1]["body"], sent[1]["body"][:300]
+
+    for _ in range(warmup):
+        await one()
+    began = time.process_time()
+    for _ in range(count):
+        await one()
+    spent = time.process_time() - began
+    await lifespan_in.put({"type": "lifespan.shutdown"})
+    await lifespan_out.get()
+    await lifespan
+    return spent / count * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tree", type=Path, default=ROOT)
+    parser.add_argument("--hits", type=int, default=20_000)
+    parser.add_argument("--misses", type=int, default=1_000)
+    args = parser.parse_args()
+    tree = args.tree.resolve()
+    sys.path.insert(0, str(tree))
+    from gateway.app import create_app
+    from gateway.config import Settings
+    from gateway.emulator.app import create_emulator
+
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_PCS": serve_emulator(create_emulator),
+        }
+    )
+    query = (tree / "schema" / "examples" / "cluster-full.graphql").read_text()
+    body = json.dumps({"query": query, "variables": {"identifier": "demo-full"}}).encode()
+    common = {"log_level": "warning", "cache_ttl_settled_seconds": 3600, "rate_limit": ""}
+    hit = asyncio.run(per_request(create_app(Settings(**common)), body, 200, args.hits))
+    miss = asyncio.run(
+        per_request(
+            create_app(Settings(answer_cache_max_entries=0, **common)), body, 50, args.misses
+        )
+    )
+    print(
+        json.dumps({"tree": str(tree), "hit_cpu_us": round(hit, 1), "miss_cpu_us": round(miss, 1)})
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
