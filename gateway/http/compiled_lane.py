@@ -61,6 +61,8 @@ _GRAPHQL_RESPONSE = GRAPHQL_RESPONSE_TYPE.encode()
 _VARY = VARY.encode()
 #: Sets of variable values remembered as coerced and within the limits, per document.
 _MAX_REMEMBERED = 64
+#: Members that name a document by reference (persisted-query hash, trusted id).
+_BY_REFERENCE = ("extensions", "documentId", "id")
 #: Accept values that ask for a stream (graphql-sse, multipart subscriptions).
 _STREAMS = (b"text/event-stream", b"multipart/mixed")
 
@@ -170,6 +172,20 @@ class CompiledLane:
             named = any(name in data for name in ("query", "extensions", "documentId", "id"))
             if not named and (b"text/html" in accept or b"*/*" in accept):
                 raise _PassOn("graphiql")  # as the view tells a browser's GET
+        query, name = data.get("query"), data.get("operationName")
+        trusted = self.gateway.graphql.trusted
+        if (
+            isinstance(query, str)
+            and isinstance(name, str | None)
+            and not any(member in data for member in _BY_REFERENCE)
+            and (trusted is None or not trusted.only)
+        ):
+            # A document sent as text, which nothing resolves: the plan store is asked
+            # first, so a request the lane does not answer costs it no more.
+            compiled = self.plans.known(query, name)
+            if isinstance(compiled, str):
+                raise _PassOn(compiled)
+            return self._planned(_request_data(data), compiled, accept)
         item = _request_data(data)
         try:
             registrations = await resolve_documents(self.gateway.graphql, [item], _sent(data))
@@ -179,8 +195,7 @@ class CompiledLane:
             raise _PassOn("registration")  # registered once Strawberry has validated it
         if item.query is None:
             raise _PassOn("no_query")
-        operation_name = item.operation_name
-        compiled = self.plans.known(item.query, operation_name)
+        compiled = self.plans.known(item.query, item.operation_name)
         if isinstance(compiled, str):
             raise _PassOn(compiled)
         return self._planned(item, compiled, accept)
