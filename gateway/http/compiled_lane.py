@@ -125,8 +125,12 @@ class CompiledLane:
         try:
             prepared = await self._prepare(scope, receive, pending)
         except _PassOn as exc:
+            reason = exc.reason
+            prepared = None
+        if prepared is None:
+            # Outside the handler: Starlette must not run with the exception still active.
             fallbacks = self.plans.stats.lane_fallbacks
-            fallbacks[exc.reason] = fallbacks.get(exc.reason, 0) + 1
+            fallbacks[reason] = fallbacks.get(reason, 0) + 1
             await self.app(scope, _replay(pending, receive) if pending else receive, send)
             return
         self.plans.stats.lane_served += 1
