@@ -418,6 +418,26 @@ def test_an_answer_the_lane_wrote_is_kept_by_the_answer_cache(
     assert plans(gateway).stats.lane_served == 1
 
 
+def test_a_caller_the_gate_refuses_never_gets_a_lane_answer(
+    start_gateway: GatewayFactory,
+) -> None:
+    lane, reference = lane_and_reference(start_gateway, rate_limit="3/minute")
+    body = {"query": QUERY, "variables": {"i": "demo-active"}}
+    known(lane, "POST", json=body, headers=CALLER)  # spends the caller's three requests
+    assert plans(lane).stats.lane_served == 1
+    for _ in range(3):
+        reference.http.post("/graphql", json=body, headers=CALLER)
+    for headers in ({"x-api-key": "not-a-key-0123456789abcdef"}, {}, CALLER):
+        refused = lane.http.post("/graphql", json=body, headers=headers)
+        expected = reference.http.post("/graphql", json=body, headers=headers)
+        assert refused.status_code == expected.status_code
+        assert refused.status_code in (401, 429)
+        assert refused.json() == expected.json()
+        assert "data" not in refused.json()
+    stats = plans(lane).stats
+    assert (stats.lane_served, stats.lane_fallbacks["not_admitted"]) == (1, 3)
+
+
 def test_the_lane_turned_off_leaves_known_queries_to_the_view(
     start_gateway: GatewayFactory,
 ) -> None:
