@@ -336,6 +336,9 @@ def test_a_body_too_large_or_not_json_is_passed_on_and_answered_as_before(
         assert headers_of(passed) == headers_of(expected)
         assert passed.json() == expected.json()
     assert plans(lane).stats.lane_served == 1
+    metrics = lane.http.get("/metrics").text
+    for reason in ("body_limit", "malformed"):
+        assert f'pcsgw_compiled_lane_fallbacks_total{{reason="{reason}"}} 1.0' in metrics
 
 
 def test_a_document_named_by_its_persisted_hash_is_served_by_the_lane(
