@@ -8,24 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
+
+from gateway.pcs.wire import instant
 
 T = TypeVar("T")
 
 #: A resource's tags: (key, value) pairs, sorted by key.
 Tags = tuple[tuple[str, str], ...]
-
-
-def instant(value: datetime | str | float) -> datetime:
-    """An aware datetime from botocore's parsed form, ISO 8601 or epoch seconds."""
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
