@@ -57,6 +57,9 @@ class ComputeNodeGroupSummary:
     status: str
 
 
+M = TypeVar("M", QueueSummary, ComputeNodeGroupSummary)
+
+
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a listing, and PCS's token for the next one (None on the last page)."""
@@ -79,20 +82,16 @@ def parse_cluster_summary(wire: Mapping[str, Any]) -> ClusterSummary:
 
 def parse_queue_summary(wire: Mapping[str, Any]) -> QueueSummary:
     """A QueueSummary from one item of ListQueues' `queues`."""
-    return QueueSummary(
-        name=wire["name"],
-        id=wire["id"],
-        arn=wire["arn"],
-        cluster_id=wire["clusterId"],
-        created_at=instant(wire["createdAt"]),
-        modified_at=instant(wire["modifiedAt"]),
-        status=wire["status"],
-    )
+    return _member_summary(QueueSummary, wire)
 
 
 def parse_compute_node_group_summary(wire: Mapping[str, Any]) -> ComputeNodeGroupSummary:
     """A ComputeNodeGroupSummary from one item of ListComputeNodeGroups' `computeNodeGroups`."""
-    return ComputeNodeGroupSummary(
+    return _member_summary(ComputeNodeGroupSummary, wire)
+
+
+def _member_summary(kind: type[M], wire: Mapping[str, Any]) -> M:
+    return kind(
         name=wire["name"],
         id=wire["id"],
         arn=wire["arn"],
