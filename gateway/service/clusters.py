@@ -10,7 +10,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -86,6 +86,14 @@ class ClusterAnswer:
         return datetime.fromtimestamp(self.fetched_at, tz=UTC)
 
 
+async def cancel_flights(flights: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel PCS calls in flight and wait until each has ended."""
+    tasks = list(flights)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEntry(Generic[W]):
     """A cached PCS answer: when it was fetched, its wire form (None: not found), its request id."""
@@ -142,10 +150,7 @@ class ClusterService:
 
     async def close(self) -> None:
         """Cancel the PCS calls still in flight, before the client under them closes."""
-        flights = list(self._flights.values())
-        for flight in flights:
-            flight.cancel()
-        await asyncio.gather(*flights, return_exceptions=True)
+        await cancel_flights(self._flights.values())
 
     def key(self, identifier: str) -> str:
         """The cache key of an identifier: version, account, PCS endpoint and region, identifier."""

@@ -44,6 +44,7 @@ from gateway.service.clusters import (
     MAX_IDENTIFIER_LENGTH,
     InvalidIdentifier,
     StoredEntry,
+    cancel_flights,
 )
 from gateway.service.observer import LookupObserver, NoLookupObserver
 from gateway.service.store import CacheStore
@@ -116,10 +117,7 @@ class ResourceCache(Generic[T]):
 
     async def close(self) -> None:
         """Cancel the PCS calls still in flight."""
-        flights = list(self._flights.values())
-        for flight in flights:
-            flight.cancel()
-        await asyncio.gather(*flights, return_exceptions=True)
+        await cancel_flights(self._flights.values())
 
     def _key(self, identity: str) -> str:
         return self._prefix + identity
