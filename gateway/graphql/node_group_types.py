@@ -25,6 +25,7 @@ from gateway.graphql.types import (
     SlurmCustomSetting,
     Tag,
     known,
+    known_or_none,
 )
 from gateway.pcs import compute_node_group as pcs
 
@@ -150,10 +151,6 @@ class DeepHealthCheckProfile(Enum):
     UNKNOWN = _UNKNOWN
 
 
-def _optional(enum: type[Enum], raw: str | None) -> Enum | None:
-    return None if raw is None else known(enum, raw)
-
-
 @strawberry.type(description="The EC2 launch template the group's instances start from.")
 class CustomLaunchTemplate:
     id: str = strawberry.field(description="Id of the launch template.")
@@ -177,7 +174,7 @@ class InstanceConfig:
 class SpotOptions:
     @strawberry.field(description="The strategy; null when absent, UNKNOWN for a newer one.")
     def allocation_strategy(self, root: Parent[pcs.SpotOptions]) -> SpotAllocationStrategy | None:
-        return _optional(SpotAllocationStrategy, root.allocation_strategy)  # type: ignore[return-value]
+        return known_or_none(SpotAllocationStrategy, root.allocation_strategy)
 
     @strawberry.field(description="The strategy exactly as PCS sent it; null when absent.")
     def allocation_strategy_raw(self, root: Parent[pcs.SpotOptions]) -> str | None:
@@ -227,7 +224,7 @@ class NodeLifecycleScript:
 
     @strawberry.field(description="What a failure does; null when absent, UNKNOWN for newer.")
     def on_error(self, root: Parent[pcs.NodeLifecycleScript]) -> OnError | None:
-        return _optional(OnError, root.on_error)  # type: ignore[return-value]
+        return known_or_none(OnError, root.on_error)
 
     @strawberry.field(description="onError exactly as PCS sent it; null when absent.")
     def on_error_raw(self, root: Parent[pcs.NodeLifecycleScript]) -> str | None:
@@ -235,7 +232,7 @@ class NodeLifecycleScript:
 
     @strawberry.field(description="On which boots it runs; null when absent, UNKNOWN for newer.")
     def execution_policy(self, root: Parent[pcs.NodeLifecycleScript]) -> ExecutionPolicy | None:
-        return _optional(ExecutionPolicy, root.execution_policy)  # type: ignore[return-value]
+        return known_or_none(ExecutionPolicy, root.execution_policy)
 
     @strawberry.field(description="executionPolicy exactly as PCS sent it; null when absent.")
     def execution_policy_raw(self, root: Parent[pcs.NodeLifecycleScript]) -> str | None:
@@ -260,7 +257,7 @@ class NodeLifecycleActions:
     def script_caching_policy(
         self, root: Parent[pcs.NodeLifecycleActions]
     ) -> ScriptCachingPolicy | None:
-        return _optional(ScriptCachingPolicy, root.script_caching_policy)  # type: ignore[return-value]
+        return known_or_none(ScriptCachingPolicy, root.script_caching_policy)
 
     @strawberry.field(description="scriptCachingPolicy exactly as PCS sent it; null when absent.")
     def script_caching_policy_raw(self, root: Parent[pcs.NodeLifecycleActions]) -> str | None:
@@ -271,7 +268,7 @@ class NodeLifecycleActions:
 class HealthMonitoring:
     @strawberry.field(description="Whether it is on; null when absent, UNKNOWN for newer.")
     def mode(self, root: Parent[pcs.HealthMonitoring]) -> HealthMonitoringMode | None:
-        return _optional(HealthMonitoringMode, root.mode)  # type: ignore[return-value]
+        return known_or_none(HealthMonitoringMode, root.mode)
 
     @strawberry.field(description="The mode exactly as PCS sent it; null when absent.")
     def mode_raw(self, root: Parent[pcs.HealthMonitoring]) -> str | None:
@@ -279,7 +276,7 @@ class HealthMonitoring:
 
     @strawberry.field(description="The repair; null when absent, UNKNOWN for a newer one.")
     def repair_action(self, root: Parent[pcs.HealthMonitoring]) -> RepairAction | None:
-        return _optional(RepairAction, root.repair_action)  # type: ignore[return-value]
+        return known_or_none(RepairAction, root.repair_action)
 
     @strawberry.field(description="repairAction exactly as PCS sent it; null when absent.")
     def repair_action_raw(self, root: Parent[pcs.HealthMonitoring]) -> str | None:
@@ -290,7 +287,7 @@ class HealthMonitoring:
 class DeepHealthCheckOnStart:
     @strawberry.field(description="How thorough; null when absent, UNKNOWN for a newer one.")
     def profile(self, root: Parent[pcs.DeepHealthCheckOnStart]) -> DeepHealthCheckProfile | None:
-        return _optional(DeepHealthCheckProfile, root.profile)  # type: ignore[return-value]
+        return known_or_none(DeepHealthCheckProfile, root.profile)
 
     @strawberry.field(description="The profile exactly as PCS sent it; null when absent.")
     def profile_raw(self, root: Parent[pcs.DeepHealthCheckOnStart]) -> str | None:
@@ -298,7 +295,7 @@ class DeepHealthCheckOnStart:
 
     @strawberry.field(description="The repair; null when absent, UNKNOWN for a newer one.")
     def repair_action(self, root: Parent[pcs.DeepHealthCheckOnStart]) -> RepairAction | None:
-        return _optional(RepairAction, root.repair_action)  # type: ignore[return-value]
+        return known_or_none(RepairAction, root.repair_action)
 
     @strawberry.field(description="repairAction exactly as PCS sent it; null when absent.")
     def repair_action_raw(self, root: Parent[pcs.DeepHealthCheckOnStart]) -> str | None:
@@ -387,7 +384,7 @@ class ComputeNodeGroup:
 
     @strawberry.field(description="How instances are bought; null when absent, UNKNOWN for newer.")
     def purchase_option(self, root: Parent[pcs.ComputeNodeGroup]) -> PurchaseOption | None:
-        return _optional(PurchaseOption, root.purchase_option)  # type: ignore[return-value]
+        return known_or_none(PurchaseOption, root.purchase_option)
 
     @strawberry.field(description="purchaseOption exactly as PCS sent it; null when absent.")
     def purchase_option_raw(self, root: Parent[pcs.ComputeNodeGroup]) -> str | None:
@@ -397,7 +394,7 @@ class ComputeNodeGroup:
         description="Who manages the launch template; null when absent, UNKNOWN for newer."
     )
     def launch_template_mode(self, root: Parent[pcs.ComputeNodeGroup]) -> LaunchTemplateMode | None:
-        return _optional(LaunchTemplateMode, root.launch_template_mode)  # type: ignore[return-value]
+        return known_or_none(LaunchTemplateMode, root.launch_template_mode)
 
     @strawberry.field(description="launchTemplateMode exactly as PCS sent it; null when absent.")
     def launch_template_mode_raw(self, root: Parent[pcs.ComputeNodeGroup]) -> str | None:

@@ -50,6 +50,11 @@ def known(enum: type[E], raw: str) -> E:
         return enum["UNKNOWN"]
 
 
+def known_or_none(enum: type[E], raw: str | None) -> E | None:
+    """`known` for an optional member: None when PCS sent none."""
+    return None if raw is None else known(enum, raw)
+
+
 @strawberry.enum(
     description=(
         "Lifecycle state of a cluster as PCS reports it (provisioning state, not the health "
@@ -310,7 +315,7 @@ class Networking:
         description="IP family; null when PCS does not report it, UNKNOWN for a newer one."
     )
     def network_type(self, root: Parent[pcs.Networking]) -> NetworkType | None:
-        return None if root.network_type is None else known(NetworkType, root.network_type)
+        return known_or_none(NetworkType, root.network_type)
 
     @strawberry.field(description="The network type exactly as PCS sent it; null when absent.")
     def network_type_raw(self, root: Parent[pcs.Networking]) -> str | None:

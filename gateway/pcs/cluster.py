@@ -6,10 +6,20 @@ GraphQL layer decides how to present a value it does not know yet.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from gateway.pcs.wire import (
+    ErrorInfo,
+    SecretReference,
+    SlurmCustomSetting,
+    instant,
+    parse_error_info,
+    parse_secret,
+    parse_slurm_custom_settings,
+)
 
 SETTLED_STATUSES = frozenset(
     {"ACTIVE", "SUSPENDED", "CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED"}
@@ -22,22 +32,6 @@ class Scheduler:
 
     type: str
     version: str
-
-
-@dataclass(frozen=True, slots=True)
-class SlurmCustomSetting:
-    """One Slurm parameter set by the cluster's owner."""
-
-    parameter_name: str
-    parameter_value: str
-
-
-@dataclass(frozen=True, slots=True)
-class SecretReference:
-    """A version of an AWS Secrets Manager secret."""
-
-    secret_arn: str
-    secret_version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +110,6 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    """A failure PCS reports for the cluster."""
-
-    code: str | None
-    message: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class Cluster:
     """A PCS cluster, every member of the service model's `Cluster` shape."""
 
@@ -158,8 +144,8 @@ def parse_cluster(wire: Mapping[str, Any]) -> Cluster:
         id=wire["id"],
         arn=wire["arn"],
         status=wire["status"],
-        created_at=_instant(wire["createdAt"]),
-        modified_at=_instant(wire["modifiedAt"]),
+        created_at=instant(wire["createdAt"]),
+        modified_at=instant(wire["modifiedAt"]),
         scheduler=Scheduler(type=wire["scheduler"]["type"], version=wire["scheduler"]["version"]),
         size=wire["size"],
         slurm_configuration=None if slurm is None else _slurm_configuration(slurm),
@@ -178,10 +164,7 @@ def parse_cluster(wire: Mapping[str, Any]) -> Cluster:
             )
             for e in wire.get("endpoints") or ()
         ),
-        error_info=tuple(
-            ErrorInfo(code=e.get("code"), message=e.get("message"))
-            for e in wire.get("errorInfo") or ()
-        ),
+        error_info=parse_error_info(wire.get("errorInfo")),
     )
 
 
@@ -191,9 +174,9 @@ def _slurm_configuration(slurm: Mapping[str, Any]) -> SlurmConfiguration:
     rest = slurm.get("slurmRest")
     return SlurmConfiguration(
         scale_down_idle_time_in_seconds=slurm.get("scaleDownIdleTimeInSeconds"),
-        slurm_custom_settings=_settings(slurm.get("slurmCustomSettings")),
-        slurmdbd_custom_settings=_settings(slurm.get("slurmdbdCustomSettings")),
-        cgroup_custom_settings=_settings(slurm.get("cgroupCustomSettings")),
+        slurm_custom_settings=parse_slurm_custom_settings(slurm.get("slurmCustomSettings")),
+        slurmdbd_custom_settings=parse_slurm_custom_settings(slurm.get("slurmdbdCustomSettings")),
+        cgroup_custom_settings=parse_slurm_custom_settings(slurm.get("cgroupCustomSettings")),
         job_submit_plugins=tuple(
             JobSubmitPlugin(
                 name=p["name"],
@@ -206,8 +189,8 @@ def _slurm_configuration(slurm: Mapping[str, Any]) -> SlurmConfiguration:
             )
             for p in slurm.get("jobSubmitPlugins") or ()
         ),
-        auth_key=_secret(slurm.get("authKey")),
-        jwt_auth=None if jwt is None else JwtAuth(jwt_key=_secret(jwt.get("jwtKey"))),
+        auth_key=parse_secret(slurm.get("authKey")),
+        jwt_auth=None if jwt is None else JwtAuth(jwt_key=parse_secret(jwt.get("jwtKey"))),
         accounting=None
         if accounting is None
         else Accounting(
@@ -216,24 +199,3 @@ def _slurm_configuration(slurm: Mapping[str, Any]) -> SlurmConfiguration:
         ),
         slurm_rest=None if rest is None else SlurmRest(mode=rest["mode"]),
     )
-
-
-def _settings(items: Sequence[Mapping[str, str]] | None) -> tuple[SlurmCustomSetting, ...]:
-    return tuple(
-        SlurmCustomSetting(parameter_name=s["parameterName"], parameter_value=s["parameterValue"])
-        for s in items or ()
-    )
-
-
-def _secret(ref: Mapping[str, str] | None) -> SecretReference | None:
-    if ref is None:
-        return None
-    return SecretReference(secret_arn=ref["secretArn"], secret_version=ref["secretVersion"])
-
-
-def _instant(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value

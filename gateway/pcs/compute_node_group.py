@@ -11,9 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.pcs.cluster import ErrorInfo, SlurmCustomSetting
-from gateway.pcs.queue import parse_error_info, parse_slurm_custom_settings
-from gateway.pcs.summary import instant
+from gateway.pcs.wire import (
+    ErrorInfo,
+    SlurmCustomSetting,
+    instant,
+    parse_error_info,
+    parse_slurm_custom_settings,
+)
 
 #: One record of a map: (key, value) pairs.
 KeyValues = tuple[tuple[str, str], ...]

@@ -10,8 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.pcs.cluster import ErrorInfo, SlurmCustomSetting
-from gateway.pcs.summary import instant
+from gateway.pcs.wire import (
+    ErrorInfo,
+    SlurmCustomSetting,
+    instant,
+    parse_error_info,
+    parse_slurm_custom_settings,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +71,3 @@ def parse_queue(wire: Mapping[str, Any]) -> Queue:
         ),
         error_info=parse_error_info(wire.get("errorInfo")),
     )
-
-
-def parse_slurm_custom_settings(items: Any) -> tuple[SlurmCustomSetting, ...]:
-    """Slurm custom settings from their wire list (absent: none)."""
-    return tuple(
-        SlurmCustomSetting(parameter_name=s["parameterName"], parameter_value=s["parameterValue"])
-        for s in items or ()
-    )
-
-
-def parse_error_info(items: Any) -> tuple[ErrorInfo, ...]:
-    """A resource's errorInfo from its wire list (absent: none)."""
-    return tuple(ErrorInfo(code=e.get("code"), message=e.get("message")) for e in items or ())

@@ -8,24 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
+
+from gateway.pcs.wire import instant
 
 T = TypeVar("T")
 
 #: A resource's tags: (key, value) pairs, sorted by key.
 Tags = tuple[tuple[str, str], ...]
-
-
-def instant(value: datetime | str | float) -> datetime:
-    """An aware datetime from botocore's parsed form, ISO 8601 or epoch seconds."""
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +57,9 @@ class ComputeNodeGroupSummary:
     status: str
 
 
+M = TypeVar("M", QueueSummary, ComputeNodeGroupSummary)
+
+
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a listing, and PCS's token for the next one (None on the last page)."""
@@ -88,20 +82,16 @@ def parse_cluster_summary(wire: Mapping[str, Any]) -> ClusterSummary:
 
 def parse_queue_summary(wire: Mapping[str, Any]) -> QueueSummary:
     """A QueueSummary from one item of ListQueues' `queues`."""
-    return QueueSummary(
-        name=wire["name"],
-        id=wire["id"],
-        arn=wire["arn"],
-        cluster_id=wire["clusterId"],
-        created_at=instant(wire["createdAt"]),
-        modified_at=instant(wire["modifiedAt"]),
-        status=wire["status"],
-    )
+    return _member_summary(QueueSummary, wire)
 
 
 def parse_compute_node_group_summary(wire: Mapping[str, Any]) -> ComputeNodeGroupSummary:
     """A ComputeNodeGroupSummary from one item of ListComputeNodeGroups' `computeNodeGroups`."""
-    return ComputeNodeGroupSummary(
+    return _member_summary(ComputeNodeGroupSummary, wire)
+
+
+def _member_summary(kind: type[M], wire: Mapping[str, Any]) -> M:
+    return kind(
         name=wire["name"],
         id=wire["id"],
         arn=wire["arn"],

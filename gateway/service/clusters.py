@@ -10,11 +10,11 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from redis.exceptions import RedisError
@@ -37,6 +37,8 @@ KEY_VERSION = "v1"
 MAX_IDENTIFIER_LENGTH = 64
 #: How often a replica waiting on another's fetch of a cluster reads the cache.
 COLD_MISS_READ_SECONDS = 0.02
+
+W = TypeVar("W")
 
 
 class InvalidIdentifier(ValueError):
@@ -84,20 +86,33 @@ class ClusterAnswer:
         return datetime.fromtimestamp(self.fetched_at, tz=UTC)
 
 
+async def cancel_flights(flights: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel PCS calls in flight and wait until each has ended."""
+    tasks = list(flights)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class StoredEntry(Generic[W]):
+    """A cached PCS answer: when it was fetched, its wire form (None: not found), its request id."""
+
     fetched_at: float
-    wire: dict[str, Any] | None
+    wire: W
     request_id: str | None
 
     def encode(self) -> bytes:
         return orjson.dumps({"t": self.fetched_at, "c": self.wire, "r": self.request_id})
 
-    @classmethod
-    def decode(cls, raw: bytes) -> _Entry | None:
+    @staticmethod
+    def decode(raw: bytes) -> StoredEntry[Any] | None:
+        """The entry `encode` wrote; None for bytes it did not write."""
         try:
             data = orjson.loads(raw)
-            return cls(fetched_at=float(data["t"]), wire=data["c"], request_id=data.get("r"))
+            return StoredEntry(
+                fetched_at=float(data["t"]), wire=data["c"], request_id=data.get("r")
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
 
@@ -135,10 +150,7 @@ class ClusterService:
 
     async def close(self) -> None:
         """Cancel the PCS calls still in flight, before the client under them closes."""
-        flights = list(self._flights.values())
-        for flight in flights:
-            flight.cancel()
-        await asyncio.gather(*flights, return_exceptions=True)
+        await cancel_flights(self._flights.values())
 
     def key(self, identifier: str) -> str:
         """The cache key of an identifier: version, account, PCS endpoint and region, identifier."""
@@ -230,7 +242,9 @@ class ClusterService:
         for key in keys:
             self._near.put(key, answer)
 
-    def _fresh_answer(self, identifier: str, entry: _Entry) -> ClusterAnswer | None:
+    def _fresh_answer(
+        self, identifier: str, entry: StoredEntry[dict[str, Any] | None]
+    ) -> ClusterAnswer | None:
         now = self._clock()
         if entry.wire is None:
             if now - entry.fetched_at < self._settings.cache_negative_ttl_seconds:
@@ -307,7 +321,7 @@ class ClusterService:
         now = self._clock()
         cluster = fetched.cluster
         ttl = self.ttl(cluster)
-        entry = _Entry(fetched_at=now, wire=fetched.wire, request_id=fetched.request_id)
+        entry = StoredEntry(fetched_at=now, wire=fetched.wire, request_id=fetched.request_id)
         # Stored under name and id alike: whichever a caller uses next finds it.
         keys = sorted({self.key(identifier), self.key(cluster.name), self.key(cluster.id)})
         await self._store.set_many(
@@ -318,7 +332,7 @@ class ClusterService:
         return answer
 
     async def _remember_missing(self, key: str, exc: errors.ResourceNotFound) -> None:
-        entry = _Entry(fetched_at=self._clock(), wire=None, request_id=exc.request_id)
+        entry = StoredEntry(fetched_at=self._clock(), wire=None, request_id=exc.request_id)
         await self._store.set_many(
             [key], entry.encode(), ttl=self._settings.cache_negative_ttl_seconds
         )
@@ -356,9 +370,9 @@ class ClusterService:
             cluster, entry.fetched_at, entry.fetched_at + self.ttl(cluster), True, entry.request_id
         )
 
-    async def _read(self, key: str) -> _Entry | None:
+    async def _read(self, key: str) -> StoredEntry[Any] | None:
         raw = await self._store.get(key)
-        return None if raw is None else _Entry.decode(raw)
+        return None if raw is None else StoredEntry.decode(raw)
 
 
 def _not_found(identifier: str, request_id: str | None) -> errors.ResourceNotFound:

@@ -19,8 +19,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-import orjson
-
 from gateway.config import Settings
 from gateway.lru import LRU
 from gateway.pcs import errors
@@ -41,7 +39,13 @@ from gateway.pcs.summary import (
     parse_queue_summary,
     parse_tags,
 )
-from gateway.service.clusters import KEY_VERSION, MAX_IDENTIFIER_LENGTH, InvalidIdentifier
+from gateway.service.clusters import (
+    KEY_VERSION,
+    MAX_IDENTIFIER_LENGTH,
+    InvalidIdentifier,
+    StoredEntry,
+    cancel_flights,
+)
 from gateway.service.observer import LookupObserver, NoLookupObserver
 from gateway.service.store import CacheStore
 
@@ -66,24 +70,6 @@ class Answer(Generic[T]):
     def age_seconds(self, now: float | None = None) -> float:
         """Seconds since PCS sent this value."""
         return max(0.0, (time.time() if now is None else now) - self.fetched_at)
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    fetched_at: float
-    wire: Any
-    request_id: str | None
-
-    def encode(self) -> bytes:
-        return orjson.dumps({"t": self.fetched_at, "c": self.wire, "r": self.request_id})
-
-    @classmethod
-    def decode(cls, raw: bytes) -> _Entry | None:
-        try:
-            data = orjson.loads(raw)
-            return cls(fetched_at=float(data["t"]), wire=data["c"], request_id=data.get("r"))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +117,7 @@ class ResourceCache(Generic[T]):
 
     async def close(self) -> None:
         """Cancel the PCS calls still in flight."""
-        flights = list(self._flights.values())
-        for flight in flights:
-            flight.cancel()
-        await asyncio.gather(*flights, return_exceptions=True)
+        await cancel_flights(self._flights.values())
 
     def _key(self, identity: str) -> str:
         return self._prefix + identity
@@ -181,7 +164,7 @@ class ResourceCache(Generic[T]):
             return answer
         with self._observer.reading(self._store.kind) as read:
             raw = await self._store.get(key)
-            entry = None if raw is None else _Entry.decode(raw)
+            entry = None if raw is None else StoredEntry.decode(raw)
             try:
                 if entry is not None:
                     answer = self._fresh(key, identity, entry, not_before)
@@ -209,7 +192,7 @@ class ResourceCache(Generic[T]):
         return changed is not None and changed < not_before
 
     def _fresh(
-        self, key: str, identity: str, entry: _Entry, not_before: datetime | None
+        self, key: str, identity: str, entry: StoredEntry[Any], not_before: datetime | None
     ) -> Answer[T] | None:
         now = self._clock()
         if entry.wire is None:
@@ -238,9 +221,9 @@ class ResourceCache(Generic[T]):
         try:
             fetched = await fetch()
         except errors.ResourceNotFound as exc:
-            entry = _Entry(self._clock(), None, exc.request_id)
+            missing = StoredEntry(self._clock(), None, exc.request_id)
             ttl = self._settings.cache_negative_ttl_seconds
-            await self._store.set_many([key], entry.encode(), ttl=ttl)
+            await self._store.set_many([key], missing.encode(), ttl=ttl)
             raise
         except errors.PcsError as exc:
             stale = await self._stale(key, exc)
@@ -251,7 +234,7 @@ class ResourceCache(Generic[T]):
         value = self.kind.parse(fetched.wire)
         ttl = self.kind.ttl(value)
         keys = sorted({key, *(self._key(scope + alias) for alias in self.kind.aliases(value))})
-        entry = _Entry(now, fetched.wire, fetched.request_id)
+        entry = StoredEntry(now, fetched.wire, fetched.request_id)
         await self._store.set_many(
             keys, entry.encode(), ttl=ttl + self._settings.cache_max_stale_seconds
         )
@@ -264,7 +247,7 @@ class ResourceCache(Generic[T]):
         if not exc.serve_stale or self._settings.cache_max_stale_seconds <= 0:
             return None
         raw = await self._store.get(key)
-        entry = None if raw is None else _Entry.decode(raw)
+        entry = None if raw is None else StoredEntry.decode(raw)
         if entry is None or entry.wire is None:
             return None
         if self._clock() - entry.fetched_at > self._settings.cache_max_stale_seconds:
