@@ -172,7 +172,13 @@ def test_a_detail_answer_with_a_failing_node_is_never_stored(
     listed = gateway.query('{ cluster(identifier: "demo-full") { queues { nodes { id } } } }')
     gpu = listed["data"]["cluster"]["queues"]["nodes"][2]["id"]
     emulator.faults({"resources": {gpu: {"error": "AccessDeniedException"}}})
+    # The listing's answer is stored once its response has gone: wait for it, so that
+    # what follows counts only the detail answers.
+    deadline = time.monotonic() + 10
+    while answers(gateway).stats.stores < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     stores = answers(gateway).stats.stores
+    assert stores == 1
     for _ in range(2):
         answer = gateway.query(DETAIL, {"id": "demo-full"})
         assert answer["data"]["cluster"]["queues"]["nodes"][2] is None
