@@ -24,11 +24,12 @@ from opentelemetry.trace import SpanKind
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.emulator.seed import minimal
 from gateway.graphql.compiler import Plans
 from gateway.http.view import VARY
 from tests.support.gateway import Gateway, GatewayFactory
 from tests.support.request_lines import request_lines
-from tests.support.servers import ServerThread
+from tests.support.servers import Emulator, ServerThread
 
 KEY = "reader-key-0123456789abcdef"
 CALLER = {"x-api-key": KEY}
@@ -455,3 +456,50 @@ def _sample(metrics: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_a_rendered_cluster_part_follows_the_clusters_value(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    # Answer cache off: every request runs the plan; the lane renders a cluster's part once
+    # per value of the cluster, so a new value must show at once, and its ages move on.
+    gateway = start_gateway(api_keys=KEY, answer_cache_max_entries=0, cache_ttl_settled_seconds=0.5)
+    query = "query S($i: String!) { cluster(identifier: $i) { status freshness { ageSeconds } } }"
+    body = {"query": query, "variables": {"i": "demo-active"}}
+    first = known(gateway, "POST", json=body, headers=CALLER).json()
+    assert first["data"]["cluster"]["status"] == "ACTIVE"
+    emulator.put_cluster(minimal("demo-active", status="UPDATING"))
+    time.sleep(0.2)
+    held = gateway.http.post("/graphql", json=body, headers=CALLER).json()
+    assert held["data"]["cluster"]["status"] == "ACTIVE"  # the value held is still fresh
+    assert held["data"]["cluster"]["freshness"]["ageSeconds"] >= 0.2
+    time.sleep(0.4)
+    renewed = gateway.http.post("/graphql", json=body, headers=CALLER).json()
+    assert renewed["data"]["cluster"]["status"] == "UPDATING"
+    assert renewed["data"]["cluster"]["freshness"]["ageSeconds"] < 0.2
+    assert plans(gateway).stats.lane_served == 3
+
+
+def test_a_rendered_cluster_part_is_never_shared_across_secrets_scopes(
+    start_gateway: GatewayFactory,
+) -> None:
+    admin = "admin-key-0123456789abcdef0"
+    gateway = start_gateway(
+        api_keys=f"{KEY},{admin}:pcs-gateway:secrets", answer_cache_max_entries=0
+    )
+    query = (
+        "query R($i: String!) { cluster(identifier: $i) { name"
+        " slurmConfiguration { authKey { secretArn } } } }"
+    )
+    body = {"query": query, "variables": {"i": "demo-full"}}
+    shown = known(gateway, "POST", json=body, headers={"x-api-key": admin}).json()
+    withheld = gateway.http.post("/graphql", json=body, headers=CALLER).json()
+    again_shown = gateway.http.post("/graphql", json=body, headers={"x-api-key": admin}).json()
+    again_withheld = gateway.http.post("/graphql", json=body, headers=CALLER).json()
+    assert plans(gateway).stats.lane_served == 4
+    assert shown == again_shown and "errors" not in shown
+    assert shown["data"]["cluster"]["slurmConfiguration"]["authKey"]["secretArn"]
+    assert again_withheld == withheld
+    assert withheld["data"]["cluster"]["slurmConfiguration"]["authKey"] is None
+    assert [error["extensions"]["code"] for error in withheld["errors"]] == ["FORBIDDEN"]
+    assert withheld["errors"][0]["path"] == ["cluster", "slurmConfiguration", "authKey"]

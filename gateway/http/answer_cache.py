@@ -29,13 +29,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.datastructures import State
 from starlette.routing import Router
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.context import AnswerFacts, Caller, RequestContext
+from gateway.graphql.ages import cut_ages, join_ages
 from gateway.lru import LRU
 from gateway.observe.request_id import REQUEST_ID_HEADER, request_id_of
 
@@ -261,12 +261,7 @@ class AnswerCache:
     async def _answer(self, entry: _Entry, send: Send, now: float, request_id: bytes) -> None:
         headers = entry.headers
         if entry.ages:
-            parts = entry.parts
-            pieces = [parts[0]]
-            for index, fetched_at in enumerate(entry.ages):
-                pieces.append(orjson.dumps(round(max(0.0, now - fetched_at), 3)))
-                pieces.append(parts[index + 1])
-            body = b"".join(pieces)
+            body = join_ages(entry.parts, [max(0.0, now - at) for at in entry.ages])
         else:
             body = entry.parts[0]
         if (
@@ -342,7 +337,7 @@ class AnswerCache:
         names = {name for name, _ in headers}
         if valid_until <= now or b"set-cookie" in names:
             return
-        cut = _cut_ages(body, facts.ages)
+        cut = cut_ages(body, facts.ages)
         if cut is None:
             self.stats.refused += 1
             return
@@ -433,50 +428,6 @@ def _replay(pending: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replayed
-
-
-def _cut_ages(
-    body: bytes, ages: list[tuple[str, float, float]]
-) -> tuple[tuple[bytes, ...], tuple[float, ...]] | None:
-    """The body cut around each `ageSeconds` value, or None when they cannot be told apart.
-
-    A value is found as `"<response key>":<value>` followed by `,` or `}`; inside a JSON
-    string the quotes would be escaped, so only real members match. Two ages of different
-    clusters with the same key and value are ambiguous: such an answer is not stored.
-    """
-    if not ages:
-        return (body,), ()
-    by_member: dict[tuple[bytes, bytes], set[float]] = {}
-    expected: dict[tuple[bytes, bytes], int] = {}
-    for response_key, fetched_at, value in ages:
-        member = (b'"%s":' % response_key.encode(), orjson.dumps(value))
-        by_member.setdefault(member, set()).add(fetched_at)
-        expected[member] = expected.get(member, 0) + 1
-    slots: list[tuple[int, int, float]] = []
-    for member, fetched in by_member.items():
-        if len(fetched) != 1:
-            return None
-        fetched_at = next(iter(fetched))
-        name, encoded = member
-        pattern = name + encoded
-        found = 0
-        start = body.find(pattern)
-        while start != -1:
-            end = start + len(pattern)
-            if body[end : end + 1] in (b",", b"}"):
-                slots.append((start + len(name), end, fetched_at))
-                found += 1
-            start = body.find(pattern, end)
-        if found != expected[member]:
-            return None
-    slots.sort()
-    parts: list[bytes] = []
-    position = 0
-    for value_start, end, _ in slots:
-        parts.append(body[position:value_start])
-        position = end
-    parts.append(body[position:])
-    return tuple(parts), tuple(fetched_at for _, _, fetched_at in slots)
 
 
 def answer_families(cache: AnswerCache) -> Iterator[Metric]:

@@ -289,7 +289,7 @@ class CompiledLane:
         request_context = RequestContext.of(scope)
         request = Request(scope)
         context = self.view.new_context(request, None, request_context)
-        executed = await self.plans.run(prepared.plan, prepared.variables, context)
+        executed = await self.plans.run(prepared.plan, prepared.variables, context, rendered=True)
         errors = [to_contract(error) for error in executed.errors or ()]
         log_errors(errors)
         extensions: dict[str, object] | None = {"stale": context.stale} if context.stale else None

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Generic, TypeVar
@@ -75,6 +75,9 @@ class ClusterAnswer:
     request_id: str | None
     #: The cluster as PCS sent it (JSON), for replicas that pass it on; None when not kept.
     wire: dict[str, Any] | None = None
+    #: What readers derive once from this value (it never changes), by their own keys; it
+    #: lives and goes with the answer. Bounded by each reader.
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def age_seconds(self, now: float | None = None) -> float:
         """Seconds since PCS sent this value."""
@@ -141,10 +144,10 @@ class ClusterService:
         self.stats = stats
         self._clock = clock
         self._flights: dict[str, asyncio.Task[ClusterAnswer]] = {}
-        # With a remote cache, fresh answers are also kept here (bounded, never past their
-        # freshness): a hot cluster costs no Redis round trip, and a burst that missed
-        # Redis while a fetch landed finds its answer. The memory backend needs no copy.
-        self._near_limit = settings.cache_max_entries if store.kind == "redis" else 0
+        # Fresh answers are also kept here, parsed (bounded, never past their freshness): a
+        # hot cluster costs no Redis round trip and no decoding, a burst that missed Redis
+        # while a fetch landed finds its answer, and a held answer is found without waiting.
+        self._near_limit = settings.cache_max_entries
         self._near: LRU[str, ClusterAnswer] = LRU(self._near_limit)
         self._prefix = f"pcsgw:{KEY_VERSION}:{client.account}:{client.endpoint}:"
 
@@ -170,6 +173,20 @@ class ClusterService:
         if cluster.settled:
             return self._settings.cache_ttl_settled_seconds
         return self._settings.cache_ttl_transitional_seconds
+
+    def held(self, identifier: str) -> ClusterAnswer | None:
+        """The fresh answer this replica holds parsed, found without waiting; None: `get`
+        must be awaited. A lookup found so is reported as `get` reports a hit."""
+        if self._near_limit == 0 or len(identifier) > MAX_IDENTIFIER_LENGTH:
+            return None
+        answer = self._near_answer(self._prefix + identifier)
+        if answer is None:
+            return None
+        with self._observer.reading(self._store.kind) as read:
+            read.found("hit")
+        self.stats.hits += 1
+        self._observer.looked_up("hit")
+        return answer
 
     async def get(self, identifier: str, *, refresh: bool = False) -> ClusterAnswer:
         """The cluster by name or id; raises InvalidIdentifier or a PcsError.
@@ -217,6 +234,8 @@ class ClusterService:
                     entry = await self._read(key)
                     if entry is not None:
                         answer = self._fresh_answer(identifier, entry)
+                        if answer is not None:
+                            self._keep_near([key], answer)
                     # A fetch may have landed while the read was under way (or timed out):
                     # its answer is as new as anything the read could have found.
                     answer = answer or self._near_answer(key)
@@ -332,6 +351,7 @@ class ClusterService:
         return answer
 
     async def _remember_missing(self, key: str, exc: errors.ResourceNotFound) -> None:
+        self._near.pop(key)
         entry = StoredEntry(fetched_at=self._clock(), wire=None, request_id=exc.request_id)
         await self._store.set_many(
             [key], entry.encode(), ttl=self._settings.cache_negative_ttl_seconds

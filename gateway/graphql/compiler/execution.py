@@ -137,11 +137,17 @@ class Plans:
         return compiled.plans.get(tuple(coerced.get(name) for name in compiled.conditions))
 
     async def run(
-        self, plan: Plan, variables: VariableValues, context: GatewayContext
+        self,
+        plan: Plan,
+        variables: VariableValues,
+        context: GatewayContext,
+        *,
+        rendered: bool = False,
     ) -> ExecutionResult:
-        """Execute `plan` through the services of `context`."""
+        """Execute `plan` through the services of `context`; with `rendered`, a cluster's part
+        of the data may be its encoded bytes (for a caller that encodes it with orjson)."""
         self.stats.executions += 1
-        run = Run(context)
+        run = Run(context, rendered=rendered)
         data = await plan.execute(run, variables)
         return ExecutionResult(data=data, errors=run.errors or None)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+import orjson
 from graphql import (
     ArgumentNode,
     BooleanValueNode,
@@ -43,15 +44,18 @@ from graphql import (
     print_ast,
 )
 from graphql.execution.values import VariableValues, get_argument_values
+from orjson import Fragment
 from strawberry.permission import PermissionExtension
 from strawberry.types.field import StrawberryField
 
+from gateway.graphql.ages import cut_ages, join_ages
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
 from gateway.graphql.permissions import CanReadSecrets
 from gateway.graphql.resolvers import _loader, _within_deadline
 from gateway.observe.tracing import span
 from gateway.service.clusters import ClusterAnswer
+from gateway.service.regions import RegionServices
 
 #: Root fields a plan fetches, with the arguments it knows of each.
 ROOT_ARGUMENTS = {
@@ -97,13 +101,18 @@ class _Null(Exception):
 class Run:
     """One execution of a plan: the request's context and the errors it gathered."""
 
-    __slots__ = ("context", "errors", "may_read_secrets")
+    __slots__ = ("answers", "context", "errors", "may_read_secrets", "rendered")
 
-    def __init__(self, context: GatewayContext) -> None:
+    def __init__(self, context: GatewayContext, *, rendered: bool = False) -> None:
         self.context = context
         self.errors: list[GraphQLError] = []
         caller = context.caller
         self.may_read_secrets = caller is not None and caller.may_read_secrets
+        #: Whether a cluster's part of the data may be its encoded bytes (`orjson.Fragment`),
+        #: rendered once per cluster value: only for whoever encodes the data with orjson.
+        self.rendered = rendered
+        #: The answers looked up, by (region, identifier): each is looked up once a run.
+        self.answers: dict[tuple[str, str], ClusterAnswer] = {}
 
     def fail(self, exc: Exception, where: Where, path: Path) -> None:
         """Record `exc` at `path`, as graphql-core's `located_error` would."""
@@ -137,7 +146,10 @@ class Plan:
 
     async def execute(self, run: Run, variables: VariableValues) -> dict[str, Any] | None:
         """The operation's data; the errors are left in `run`."""
-        values = await asyncio.gather(*(root(run, variables) for _, root in self.roots))
+        if len(self.roots) == 1:
+            values = [await self.roots[0][1](run, variables)]  # no task for a lone field
+        else:
+            values = await asyncio.gather(*(root(run, variables) for _, root in self.roots))
         data: dict[str, Any] = {}
         for (key, _), value in zip(self.roots, values, strict=True):
             if value is _NULL_ROOT:
@@ -147,6 +159,8 @@ class Plan:
 
 
 _NULL_ROOT = object()
+#: An item of `clusters` whose answer the service does not hold: it is looked up.
+_NOT_HELD = object()
 
 
 class Compiler:
@@ -432,34 +446,151 @@ def _resolver_span(context: GatewayContext, field: str, path: Path, identifier: 
     )
 
 
-def _complete_root_item(
-    item: Complete, answer: ClusterAnswer, path: Path, run: Run
-) -> dict[str, Any] | None:
+def _complete_root_item(item: Complete, answer: ClusterAnswer, path: Path, run: Run) -> Any:
+    """A cluster's part of the data: completed, or its rendering when the run takes one."""
+    if run.rendered:
+        rendered = answer.derived.get((item, run.may_read_secrets))
+        if rendered is None:
+            rendered = _render(item, answer, path, run)
+        if rendered is not None:
+            return rendered.replay(answer, path, run)
     try:
-        result: dict[str, Any] = item(answer, path, run)
-        return result
+        return item(answer, path, run)
     except _Null:
         return None
 
 
+#: Renderings kept per cluster value: one per plan and secrets scope that reads it.
+MAX_RENDERINGS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendering:
+    """A cluster's part of the data, encoded once for one plan, cut where its ages go."""
+
+    #: The encoded part, cut around each age: parts[0] age parts[1] age ... parts[n].
+    parts: tuple[bytes, ...]
+    #: The response keys of the ages, as the answer cache learns them.
+    age_keys: tuple[str, ...]
+    #: Errors the part holds, with their paths below the part's own.
+    errors: tuple[tuple[GraphQLError, Path], ...]
+    #: The part completed to null (a non-null field in it failed).
+    null: bool
+
+    def replay(self, answer: ClusterAnswer, path: Path, run: Run) -> Fragment | None:
+        """The part for this request: its ages restated, its errors noted at `path`."""
+        for error, below in self.errors:
+            run.errors.append(
+                GraphQLError(
+                    error.message,
+                    None,
+                    error.source,
+                    error.positions,
+                    [*path, *below],
+                    error.original_error,
+                )
+            )
+        if self.null:
+            return None
+        if not self.age_keys:
+            return Fragment(self.parts[0])
+        age = answer.age_seconds()
+        ages = run.context.ages
+        fetched_at, value = answer.fetched_at, round(age, 3)
+        for key in self.age_keys:
+            ages.append((key, fetched_at, value))
+        return Fragment(join_ages(self.parts, [age] * len(self.age_keys)))
+
+
+def _render(item: Complete, answer: ClusterAnswer, path: Path, run: Run) -> _Rendering | None:
+    """Complete the part once, encode it and keep it with the answer; None: it cannot be
+    kept (its ages cannot be told apart in the bytes)."""
+    errors, ages = run.errors, run.context.ages
+    first_error, first_age = len(errors), len(ages)
+    null = False
+    try:
+        data = item(answer, path, run)
+    except _Null:
+        data, null = None, True
+    found = ages[first_age:]
+    cut = cut_ages(orjson.dumps(data), found)
+    if cut is None:
+        return None  # completed already; its errors and ages stay noted as they are
+    depth = len(path)
+    rendering = _Rendering(
+        parts=cut[0],
+        age_keys=tuple(key for key, _, _ in found),
+        errors=tuple((error, tuple(error.path or ())[depth:]) for error in errors[first_error:]),
+        null=null,
+    )
+    # Noted again by the replay, as for every later request.
+    del errors[first_error:]
+    del ages[first_age:]
+    derived = answer.derived
+    if len(derived) >= MAX_RENDERINGS:
+        derived.clear()
+    derived[item, run.may_read_secrets] = rendering
+    return rendering
+
+
+def _arguments(field: Any, node: FieldNode) -> Callable[[VariableValues], dict[str, Any]]:
+    """The field's arguments for the variables; the last ones read are kept, as the fast
+    lane hands the same coerced variables to every request that sends the same values."""
+    last: list[Any] = [None, None]
+
+    def arguments(variables: VariableValues) -> dict[str, Any]:
+        if last[0] is not variables:
+            last[1] = get_argument_values(field, node, variables)
+            last[0] = variables
+        values: dict[str, Any] = last[1]
+        return values
+
+    return arguments
+
+
+def _held(run: Run, services: RegionServices, identifier: str) -> ClusterAnswer | None:
+    """The answer of this run or the one the service holds, found without waiting."""
+    answer = run.answers.get((services.name, identifier))
+    if answer is None:
+        answer = services.clusters.held(identifier)
+        if answer is not None:
+            run.answers[services.name, identifier] = answer
+    return answer
+
+
+async def _look_up(
+    run: Run, services: RegionServices, identifier: str, refresh: bool
+) -> ClusterAnswer:
+    """The answer, asked of the service as the resolvers ask (through the request's loader)."""
+    context = run.context
+    lookup: Awaitable[ClusterAnswer]
+    if refresh:
+        context.volatile = True
+        lookup = services.clusters.get(identifier, refresh=True)
+    else:
+        lookup = _loader(context, services).load(identifier)
+    answer = await _within_deadline(context, services, lookup, identifier)
+    if not refresh:
+        run.answers[services.name, identifier] = answer
+    return answer
+
+
 def _cluster_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) -> RootRun:
     path: Path = (key,)
-    where, node = _where(nodes), _detached(nodes[0])
+    where = _where(nodes)
+    arguments_of = _arguments(field, _detached(nodes[0]))
 
     async def root(run: Run, variables: VariableValues) -> Any:
         context = run.context
         try:
-            arguments = get_argument_values(field, node, variables)
+            arguments = arguments_of(variables)
             identifier: str = arguments["identifier"]
             services = context.regions.get(arguments.get("region"))  # unserved: fails here
+            refresh = bool(arguments.get("refresh", False))
             with _resolver_span(context, "cluster", path, identifier):
-                lookup: Awaitable[ClusterAnswer]
-                if arguments.get("refresh", False):
-                    context.volatile = True
-                    lookup = services.clusters.get(identifier, refresh=True)
-                else:
-                    lookup = _loader(context, services).load(identifier)
-                answer = await _within_deadline(context, services, lookup, identifier)
+                answer = None if refresh else _held(run, services, identifier)
+                if answer is None:
+                    answer = await _look_up(run, services, identifier, refresh)
             _note(run, answer, path)
         except Exception as exc:
             run.fail(exc, where, path)
@@ -470,12 +601,13 @@ def _cluster_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) 
 
 
 def _clusters_root(key: str, nodes: list[FieldNode], field: Any, item: Complete) -> RootRun:
-    where, node = _where(nodes), _detached(nodes[0])
+    where = _where(nodes)
+    arguments_of = _arguments(field, _detached(nodes[0]))
 
     async def root(run: Run, variables: VariableValues) -> Any:
         context = run.context
         try:
-            arguments = get_argument_values(field, node, variables)
+            arguments = arguments_of(variables)
             identifiers: list[str] = arguments["identifiers"]
             limit = context.settings.max_batch_size
             if len(identifiers) > limit:
@@ -486,21 +618,35 @@ def _clusters_root(key: str, nodes: list[FieldNode], field: Any, item: Complete)
         except Exception as exc:
             run.fail(exc, where, (key,))
             return _NULL_ROOT  # `clusters` is non-null: the data is null
-        loader = _loader(context, services)
+
+        def held(index: int, identifier: str) -> Any:
+            path: Path = (key, index)
+            with _resolver_span(context, "clusters", path, identifier):
+                answer = _held(run, services, identifier)
+            if answer is None:
+                return _NOT_HELD
+            _note(run, answer, path)
+            return _complete_root_item(item, answer, path, run)
 
         async def one(index: int, identifier: str) -> Any:
             path: Path = (key, index)
             try:
                 with _resolver_span(context, "clusters", path, identifier):
-                    lookup = loader.load(identifier)
-                    answer = await _within_deadline(context, services, lookup, identifier)
+                    answer = await _look_up(run, services, identifier, False)
                 _note(run, answer, path)
             except Exception as exc:
                 run.fail(exc, where, path)
                 return None
             return _complete_root_item(item, answer, path, run)
 
-        return list(await asyncio.gather(*(one(i, x) for i, x in enumerate(identifiers))))
+        # The items held answer at once; the others are looked up side by side.
+        values = [held(index, identifier) for index, identifier in enumerate(identifiers)]
+        waiting = [index for index, value in enumerate(values) if value is _NOT_HELD]
+        if waiting:
+            looked_up = await asyncio.gather(*(one(i, identifiers[i]) for i in waiting))
+            for index, value in zip(waiting, looked_up, strict=True):
+                values[index] = value
+        return values
 
     return root
 
