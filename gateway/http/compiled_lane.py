@@ -65,6 +65,8 @@ _MAX_REMEMBERED = 64
 _BY_REFERENCE = ("extensions", "documentId", "id")
 #: Accept values that ask for a stream (graphql-sse, multipart subscriptions).
 _STREAMS = (b"text/event-stream", b"multipart/mixed")
+#: Where the scope of a request the lane answers holds what `_prepare` found.
+_PREPARED = "pcsgw.compiled_lane"
 
 
 class _PassOn(Exception):
@@ -83,6 +85,8 @@ class _Prepared:
     variables: VariableValues
     plan: Plan
     accept: bytes
+    #: The request sent an Origin: the CORS layer's own code adds its headers.
+    origin: bool
 
 
 class CompiledLane:
@@ -106,6 +110,13 @@ class CompiledLane:
         plans = state.graphql.plans
         assert plans is not None  # the view makes the store
         self.plans: Plans = plans
+        metrics = state.observe.metrics
+        # The same request id, log line, span and HTTP counts as a request through Starlette.
+        self._observed = RequestLogMiddleware(
+            MetricsMiddleware(self._serve, metrics=metrics),
+            metrics=metrics,
+            tracing=state.observe.tracing,
+        )
 
     @property
     def state(self) -> State:
@@ -134,14 +145,8 @@ class CompiledLane:
             await self.app(scope, _replay(pending, receive) if pending else receive, send)
             return
         self.plans.stats.lane_served += 1
-        metrics = self.gateway.observe.metrics
-        # The same request id, log line, span and HTTP counts as a request through Starlette.
-        observed = RequestLogMiddleware(
-            MetricsMiddleware(partial(self._serve, prepared), metrics=metrics),
-            metrics=metrics,
-            tracing=self.gateway.observe.tracing,
-        )
-        await observed(scope, _replay(pending, receive), send)
+        scope[_PREPARED] = prepared
+        await self._observed(scope, _replay(pending, receive), send)
 
     async def _prepare(self, scope: Scope, receive: Receive, pending: list[Message]) -> _Prepared:
         """What the lane needs to answer the request; raises _PassOn when it does not."""
@@ -157,6 +162,7 @@ class CompiledLane:
             raise _PassOn("starting")
         # The first of each header, as the layers inside read them.
         accept = content_type = length = None
+        origin = False
         for name, value in scope["headers"]:
             if name == b"accept":
                 accept = value if accept is None else accept
@@ -164,6 +170,8 @@ class CompiledLane:
                 content_type = value if content_type is None else content_type
             elif name == b"content-length":
                 length = value if length is None else length
+            elif name == b"origin":
+                origin = True
         accept = accept or b""
         if any(stream in accept for stream in _STREAMS):
             raise _PassOn("stream")
@@ -189,7 +197,7 @@ class CompiledLane:
             compiled = self.plans.known(query, name)
             if isinstance(compiled, str):
                 raise _PassOn(compiled)
-            return self._planned(_request_data(data), compiled, accept)
+            return self._planned(_request_data(data), compiled, accept, origin)
         item = _request_data(data)
         try:
             registrations = await resolve_documents(self.gateway.graphql, [item], _sent(data))
@@ -202,10 +210,10 @@ class CompiledLane:
         compiled = self.plans.known(item.query, item.operation_name)
         if isinstance(compiled, str):
             raise _PassOn(compiled)
-        return self._planned(item, compiled, accept)
+        return self._planned(item, compiled, accept, origin)
 
     def _planned(
-        self, item: GraphQLRequestData, compiled: CompiledOperation, accept: bytes
+        self, item: GraphQLRequestData, compiled: CompiledOperation, accept: bytes, origin: bool
     ) -> _Prepared:
         """The plan for the request's variables, its limits checked."""
         plans = self.plans
@@ -231,7 +239,7 @@ class CompiledLane:
         if plan is None:
             raise _PassOn("new_decisions")  # compiled where the document's locations are
         name = operation_name if operation_name is not None else plans.name_of(compiled)
-        return _Prepared(name, variables, plan, accept)
+        return _Prepared(name, variables, plan, accept, origin)
 
     def _refused(
         self,
@@ -284,8 +292,9 @@ class CompiledLane:
             raise _PassOn("malformed")
         return decoded
 
-    async def _serve(self, prepared: _Prepared, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Execute the plan and write the response as the view would have."""
+        prepared: _Prepared = scope[_PREPARED]
         request_context = RequestContext.of(scope)
         request = Request(scope)
         context = self.view.new_context(request, None, request_context)
@@ -321,8 +330,11 @@ class CompiledLane:
             control = cache_control(request, request_context, facts)
             headers.append((b"cache-control", control.encode()))
             headers.append((b"vary", _VARY))
-        # CORS's headers (the origin if allowed, Vary), added by the same code as inside.
-        send = partial(self.cors.send, send=send, request_headers=Headers(scope=scope))
+        if prepared.origin:
+            # CORS's headers (the origin if allowed, Vary), added by the same code as inside.
+            send = partial(self.cors.send, send=send, request_headers=Headers(scope=scope))
+        else:
+            _vary_on_origin(headers)  # what the CORS layer adds when no Origin is sent
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -395,6 +407,16 @@ def _sent(data: dict[str, Any]) -> Callable[[], Any]:
         return [data]
 
     return sent
+
+
+def _vary_on_origin(headers: list[tuple[bytes, bytes]]) -> None:
+    """`Vary: Origin` added as Starlette's CORS layer adds it to an answer to a request
+    without an Origin: joined to a Vary already set, else appended."""
+    for index, (name, value) in enumerate(headers):
+        if name == b"vary":
+            headers[index] = (name, value + b", Origin")
+            return
+    headers.append((b"vary", b"Origin"))
 
 
 def _replay(pending: list[Message], receive: Receive) -> Receive:

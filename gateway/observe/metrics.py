@@ -341,6 +341,9 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The labelled children, looked up once each: as bounded as routes, methods, statuses.
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._latencies: dict[str, Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -356,13 +359,27 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        self.metrics.in_flight.inc()
+        metrics = self.metrics
+        metrics.in_flight.inc()
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            self.metrics.in_flight.dec()
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            metrics.in_flight.dec()
+            key = (route, scope["method"], status)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = metrics.requests.labels(route, key[1], str(status))
+                if len(self._counters) < _MAX_CHILDREN:
+                    self._counters[key] = counter
+            counter.inc()
+            latency = self._latencies.get(route)
+            if latency is None:
+                latency = self._latencies[route] = metrics.latency.labels(route)
+            latency.observe(time.perf_counter() - started)
+
+
+#: Labelled children a middleware keeps at hand (methods are the client's to choose).
+_MAX_CHILDREN = 256
 
 
 def hit_counter(metrics: Metrics) -> Callable[[Scope, int, float, bytes, str | None], None]:
