@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     cache_ttl_transitional_seconds: Seconds = Field(
         5.0, description="Freshness of clusters in transition (CREATING, UPDATING, DELETING, ...)."
     )
+    cache_refresh_ahead_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        1.0,
+        description="A cluster asked for in the last this many seconds of its freshness (at "
+        "most the last tenth of it) is fetched again in the background, while its value is "
+        "still served: callers never wait for a hot cluster's refresh; 0 turns it off.",
+    )
     list_cache_ttl_seconds: Seconds = Field(
         5.0,
         description="Freshness of a page of a list (clusters, a cluster's queues or compute "

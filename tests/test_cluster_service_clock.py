@@ -6,6 +6,7 @@ PCS is the emulator, called through the real aioboto3 client.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -96,3 +97,65 @@ async def test_a_failing_pcs_is_answered_stale_within_the_window_then_the_error_
     with pytest.raises(errors.Throttled):
         await service.get("demo-active")
     assert emulator.calls() == 3
+
+
+async def test_a_hot_cluster_is_fetched_again_in_the_background_near_the_end_of_its_freshness(
+    service: ClusterService, clock: FakeClock, emulator: Emulator
+) -> None:
+    first = await service.get("demo-active")
+    # The last second of 30 s is the window (at most a tenth of the freshness).
+    clock.advance(SETTLED_TTL - 1.5)
+    assert await service.get("demo-active") is first
+    assert service.held("demo-active") is first
+    assert emulator.calls() == 1 and service.stats.refreshes_ahead == 0
+    clock.advance(1.0)
+    # Answered at once with the value held, while one call goes to PCS behind it.
+    assert service.held("demo-active") is first
+    assert await service.get("demo-active") is first
+    assert service.stats.refreshes_ahead == 1
+    await asyncio.gather(*service._flights.values())
+    assert emulator.calls() == 2
+    renewed = service.held("demo-active")
+    assert renewed is not None and renewed is not first
+    assert renewed.fetched_at == clock() and not renewed.stale
+    # Past the old value's freshness, the new one is served without another call.
+    clock.advance(1.0)
+    assert await service.get("demo-active") is renewed
+    assert emulator.calls() == 2
+
+
+async def test_a_failed_refresh_ahead_leaves_the_value_until_it_expires(
+    service: ClusterService, clock: FakeClock, emulator: Emulator
+) -> None:
+    first = await service.get("demo-active")
+    emulator.faults({"clusters": {"demo-active": {"error": "InternalServerException"}}})
+    clock.advance(SETTLED_TTL - 0.5)
+    assert await service.get("demo-active") is first
+    await asyncio.gather(*service._flights.values(), return_exceptions=True)
+    assert service.stats.refreshes_ahead == 1
+    assert await service.get("demo-active") is first  # still fresh: one refresh per flight
+    emulator.faults(None)
+    clock.advance(1.0)
+    renewed = await service.get("demo-active")
+    assert renewed is not first and not renewed.stale
+
+
+async def test_refresh_ahead_turned_off_asks_pcs_only_once_a_value_has_expired(
+    emulator: Emulator, clock: FakeClock
+) -> None:
+    emulator.reset()
+    settings = Settings(cache_ttl_settled_seconds=SETTLED_TTL, cache_refresh_ahead_seconds=0)
+    stats = CacheStats()
+    store = CacheStore(make_backend(settings, stats), name=describe(settings), stats=stats)
+    async with PcsClient.open(settings, endpoint_url=emulator.url) as client:
+        service = ClusterService(client, store, settings, stats, clock=clock)
+        first = await service.get("demo-active")
+        clock.advance(SETTLED_TTL - 0.1)
+        assert await service.get("demo-active") is first
+        await asyncio.sleep(0.05)
+        assert emulator.calls() == 1 and stats.refreshes_ahead == 0
+        clock.advance(0.1)
+        assert await service.get("demo-active") is not first
+        assert emulator.calls() == 2
+        await service.close()
+        await store.close()

@@ -225,6 +225,7 @@ _LOOKUP_COUNTERS = (
     ("misses", "Cluster cache misses that started a PCS call."),
     ("stale_answers", "Answers served stale because PCS failed."),
     ("coalesced_waits", "Requests that waited for another request's PCS call."),
+    ("refreshes_ahead", "Fetches started in the background near the end of a cluster's freshness."),
     ("negative_hits", "Not-found answers served from the cache."),
     ("upstream_calls", "PCS GetCluster calls made by the cluster service."),
 )

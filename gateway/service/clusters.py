@@ -10,7 +10,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -179,14 +179,51 @@ class ClusterService:
         must be awaited. A lookup found so is reported as `get` reports a hit."""
         if self._near_limit == 0 or len(identifier) > MAX_IDENTIFIER_LENGTH:
             return None
-        answer = self._near_answer(self._prefix + identifier)
+        key = self._prefix + identifier
+        answer = self._near_answer(key)
         if answer is None:
             return None
         with self._observer.reading(self._store.kind) as read:
             read.found("hit")
         self.stats.hits += 1
         self._observer.looked_up("hit")
+        self._refresh_ahead(identifier, key, answer)
         return answer
+
+    def _refresh_ahead(self, identifier: str, key: str, answer: ClusterAnswer) -> None:
+        """Fetch a cluster again in the background when it is asked for near the end of its
+        freshness (the last `cache_refresh_ahead_seconds`, at most the last tenth of it), so
+        that its callers keep being answered while PCS is asked; those that come once the
+        value has expired wait for that same call."""
+        ahead = self._settings.cache_refresh_ahead_seconds
+        if ahead <= 0 or key in self._flights or answer.stale:
+            return
+        window = min(ahead, (answer.fresh_until - answer.fetched_at) / 10)
+        if self._clock() < answer.fresh_until - window:
+            return
+        self.stats.refreshes_ahead += 1
+        fetch = self._fetch_ahead(identifier, key, answer)
+        self._start_flight(key, fetch).add_done_callback(_retrieved)
+
+    async def _fetch_ahead(self, identifier: str, key: str, held: ClusterAnswer) -> ClusterAnswer:
+        """A newer value another replica stored in the shared cache, else PCS's."""
+        if self._store.kind == "redis":
+            entry = await self._read(key)
+            if entry is not None and entry.wire is not None and entry.fetched_at > held.fetched_at:
+                newer = self._fresh_answer(identifier, entry)
+                if newer is not None:
+                    self._keep_near([key], newer)
+                    return newer
+        return await self._fetch(identifier, key)
+
+    def _start_flight(
+        self, key: str, fetch: Coroutine[Any, Any, ClusterAnswer]
+    ) -> asyncio.Task[ClusterAnswer]:
+        """The one fetch of `key` now, which every lookup of it waits on until it ends."""
+        flight = asyncio.create_task(fetch)
+        self._flights[key] = flight
+        flight.add_done_callback(lambda _: self._flights.pop(key, None))
+        return flight
 
     async def get(self, identifier: str, *, refresh: bool = False) -> ClusterAnswer:
         """The cluster by name or id; raises InvalidIdentifier or a PcsError.
@@ -201,14 +238,13 @@ class ClusterService:
             if answer is not None:
                 self.stats.hits += 1
                 self._observer.looked_up("hit")
+                self._refresh_ahead(identifier, key, answer)
                 return answer
         flight = self._flights.get(key)
         if flight is None:
             self.stats.misses += 1
             outcome = "miss"
-            flight = asyncio.create_task(self._fetch(identifier, key))
-            self._flights[key] = flight
-            flight.add_done_callback(lambda _: self._flights.pop(key, None))
+            flight = self._start_flight(key, self._fetch(identifier, key))
         else:
             self.stats.coalesced_waits += 1
             outcome = "coalesced"
@@ -393,6 +429,13 @@ class ClusterService:
     async def _read(self, key: str) -> StoredEntry[Any] | None:
         raw = await self._store.get(key)
         return None if raw is None else StoredEntry.decode(raw)
+
+
+def _retrieved(flight: asyncio.Task[ClusterAnswer]) -> None:
+    """A background fetch's failure is its callers' to see (those that waited on it); with
+    none, it is left here rather than reported as never retrieved."""
+    if not flight.cancelled():
+        flight.exception()
 
 
 def _not_found(identifier: str, request_id: str | None) -> errors.ResourceNotFound:

@@ -31,6 +31,8 @@ class CacheStats:
     misses: int = 0
     stale_answers: int = 0
     coalesced_waits: int = 0
+    #: Fetches started in the background for a hot cluster near the end of its freshness.
+    refreshes_ahead: int = 0
     negative_hits: int = 0
     upstream_calls: int = 0
     evictions: int = 0
