@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 KEY_VERSION = "v1"
 #: Longer than any name (41) or id PCS makes; the model's pattern alone has no upper bound.
 MAX_IDENTIFIER_LENGTH = 64
+#: Parsed answers kept beside the memory backend's encoded entries, most recently used.
+NEAR_COPIES_BESIDE_MEMORY = 1024
 #: How often a replica waiting on another's fetch of a cluster reads the cache.
 COLD_MISS_READ_SECONDS = 0.02
 
@@ -147,7 +149,11 @@ class ClusterService:
         # Fresh answers are also kept here, parsed (bounded, never past their freshness): a
         # hot cluster costs no Redis round trip and no decoding, a burst that missed Redis
         # while a fetch landed finds its answer, and a held answer is found without waiting.
+        # Beside the memory backend's own entries only the most recently used are kept: a
+        # parsed cluster takes several times its encoded bytes.
         self._near_limit = settings.cache_max_entries
+        if store.kind != "redis":
+            self._near_limit = min(self._near_limit, NEAR_COPIES_BESIDE_MEMORY)
         self._near: LRU[str, ClusterAnswer] = LRU(self._near_limit)
         self._prefix = f"pcsgw:{KEY_VERSION}:{client.account}:{client.endpoint}:"
 
