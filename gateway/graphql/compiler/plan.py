@@ -504,7 +504,7 @@ class _Rendering:
 
 def _render(item: Complete, answer: ClusterAnswer, path: Path, run: Run) -> _Rendering | None:
     """Complete the part once, encode it and keep it with the answer; None: it cannot be
-    kept (its ages cannot be told apart in the bytes)."""
+    kept (its ages cannot be told apart in the bytes), and nothing of it is noted."""
     errors, ages = run.errors, run.context.ages
     first_error, first_age = len(errors), len(ages)
     null = False
@@ -515,7 +515,10 @@ def _render(item: Complete, answer: ClusterAnswer, path: Path, run: Run) -> _Ren
     found = ages[first_age:]
     cut = cut_ages(orjson.dumps(data), found)
     if cut is None:
-        return None  # completed already; its errors and ages stay noted as they are
+        # Not kept: completed again as for a run without renderings, which notes anew.
+        del errors[first_error:]
+        del ages[first_age:]
+        return None
     depth = len(path)
     rendering = _Rendering(
         parts=cut[0],
