@@ -501,6 +501,7 @@ def answer_families(cache: AnswerCache) -> Iterator[Metric]:
 
 def _streams(scope: Scope) -> bool:
     """A subscription over SSE: a stream, never an answer to keep."""
-    return any(
-        name == b"accept" and b"text/event-stream" in value for name, value in scope["headers"]
-    )
+    for name, value in scope["headers"]:  # a loop, not any(): read for every request
+        if name == b"accept" and b"text/event-stream" in value:
+            return True
+    return False
