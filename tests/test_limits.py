@@ -373,12 +373,9 @@ def test_a_caller_over_its_budget_gets_429_and_others_do_not(
     assert gateway.http.get("/healthz").status_code == 200
 
 
-async def test_a_callers_budget_comes_back_as_its_oldest_requests_leave_the_window() -> None:
-    # The gate and the layers behind it as the gateway joins them, on a clock the test moves.
-    clock = FakeClock()
-    settings = Settings(rate_limit="2/minute;3/hour", api_keys=f"{KEY_A},{KEY_B}")
+def gated(settings: Settings, limit: CallerLimit) -> httpx.AsyncClient:
+    """A client of the gate and the layers behind it as the gateway joins them."""
     authenticator = Authenticator(settings)
-    limit = CallerLimit(settings, clock=clock)
 
     async def answer(request: Request) -> Response:
         return Response(b'{"data":{}}', media_type="application/json")
@@ -388,8 +385,14 @@ async def test_a_callers_budget_comes_back_as_its_oldest_requests_leave_the_wind
         middleware=security_middleware(settings, authenticator, limit),
     )
     app = AnswerCache(inner, gate=SecurityGate(authenticator, limit))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
+
+
+async def test_a_callers_budget_comes_back_as_its_oldest_requests_leave_the_window() -> None:
+    clock = FakeClock()
+    settings = Settings(rate_limit="2/minute;3/hour", api_keys=f"{KEY_A},{KEY_B}")
+    limit = CallerLimit(settings, clock=clock)
+    async with gated(settings, limit) as http:
 
         async def status(key: str) -> httpx.Response:
             return await http.post("/graphql", json={"query": STATUS}, headers={"x-api-key": key})
@@ -412,6 +415,17 @@ async def test_a_callers_budget_comes_back_as_its_oldest_requests_leave_the_wind
         clock.advance(3600)
         assert (await status(KEY_A)).status_code == 200
         assert limit.windows is not None and len(limit.windows) == 2  # KEY_A in both limits
+
+
+async def test_a_limit_of_zero_refuses_every_request_for_a_whole_window() -> None:
+    settings = Settings(rate_limit="0/minute", api_keys=KEY_A)
+    async with gated(settings, CallerLimit(settings, clock=FakeClock())) as http:
+        for _ in range(2):
+            refused = await http.post(
+                "/graphql", json={"query": STATUS}, headers={"x-api-key": KEY_A}
+            )
+            assert_throttled(refused)
+            assert refused.headers["retry-after"] == "60"
 
 
 def test_client_addresses_come_from_trusted_proxies_only(start_gateway: GatewayFactory) -> None:

@@ -90,10 +90,12 @@ class MovingWindows:
     def __init__(
         self, items: list[RateLimitItem], *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.limits = [(item.amount, float(item.get_expiry())) for item in items]
-        self.span = max(expiry for _, expiry in self.limits)
-        #: By limit, in the order given: the caller's hit times within its window, oldest first.
-        self._hits: list[dict[str, deque[float]]] = [{} for _ in self.limits]
+        #: Each limit in the order given: its amount, its window in seconds, and by caller
+        #: the times of the hits within that window, oldest first.
+        self.limits: list[tuple[int, float, dict[str, deque[float]]]] = [
+            (item.amount, float(item.get_expiry()), {}) for item in items
+        ]
+        self.span = max(expiry for _, expiry, _ in self.limits)
         self._clock = clock
         self._swept = clock()
 
@@ -105,7 +107,7 @@ class MovingWindows:
         now = self._clock()
         if now - self._swept > self.span:
             self._sweep(now)
-        for (amount, expiry), windows in zip(self.limits, self._hits, strict=True):
+        for amount, expiry, windows in self.limits:
             hits = windows.get(who)
             if hits is None:
                 hits = windows[who] = deque()
@@ -113,16 +115,18 @@ class MovingWindows:
             while hits and hits[0] <= cutoff:
                 hits.popleft()
             if len(hits) >= amount:
-                return max(1, math.ceil(hits[-amount] + expiry - now))
+                # The hit whose leaving lets one in (none: a limit of 0 is a whole window).
+                oldest = hits[-amount] if amount else now
+                return max(1, math.ceil(oldest + expiry - now))
             hits.append(now)
         return None
 
     def __len__(self) -> int:
-        return sum(len(windows) for windows in self._hits)
+        return sum(len(windows) for _, _, windows in self.limits)
 
     def _sweep(self, now: float) -> None:
         self._swept = now
-        for (_, expiry), windows in zip(self.limits, self._hits, strict=True):
+        for _, expiry, windows in self.limits:
             cutoff = now - expiry
             for who in [who for who, hits in windows.items() if not hits or hits[-1] <= cutoff]:
                 del windows[who]
