@@ -86,7 +86,7 @@ class FixedFields:
         kind = type(formatter)
         text = self._texts.get(kind)
         if text is None:
-            text = self._texts[kind] = formatter.fixed_text(self.fields)
+            text = self._texts[kind] = formatter.fields_text(self.fields)
         return text
 
 
@@ -109,8 +109,8 @@ class LineFormatter(logging.Formatter):
         """A line of the gateway's own fields: every value is built from checked parts."""
         raise NotImplementedError
 
-    def fixed_text(self, fields: dict[str, Any]) -> str:
-        """Fields as they read within a line, for `FixedFields` to keep."""
+    def fields_text(self, fields: dict[str, Any]) -> str:
+        """Fields as they read within a line (what `FixedFields` keeps)."""
         raise NotImplementedError
 
     def record_line(self, record: logging.LogRecord) -> str:
@@ -150,7 +150,7 @@ class JsonFormatter(LineFormatter):
             return f"{text[:-1]},{fixed.text(self)}}}"
         return text
 
-    def fixed_text(self, fields: dict[str, Any]) -> str:
+    def fields_text(self, fields: dict[str, Any]) -> str:
         # The members alone, without the braces: they go inside a line's object.
         return orjson.dumps(fields, default=str).decode()[1:-1]
 
@@ -171,6 +171,10 @@ class JsonFormatter(LineFormatter):
         return orjson.dumps(line, default=str).decode()
 
 
+#: Fields the console line's message states already: not repeated as key=value.
+_HEADLINE_FIELDS = frozenset({"method", "path", "status"})
+
+
 class ConsoleFormatter(LineFormatter):
     """`time LEVEL logger: message key=value ...`, with the stack below when there is one."""
 
@@ -187,14 +191,14 @@ class ConsoleFormatter(LineFormatter):
         fields: dict[str, Any],
         fixed: FixedFields | None = None,
     ) -> str:
-        extra = self.fixed_text(fields)
+        extra = self.fields_text(fields)
         if fixed is not None:
             tail = fixed.text(self)
             if tail:
                 extra = f"{extra} {tail}" if extra else tail
         return f"{self._clock.stamp(created)} {level:<7} {name}: {message}  {extra}"
 
-    def fixed_text(self, fields: dict[str, Any]) -> str:
+    def fields_text(self, fields: dict[str, Any]) -> str:
         # One pass, no generator: written for every request, answer-cache hits included.
         extra: list[str] = []
         for key, value in fields.items():
@@ -334,10 +338,6 @@ def log_fields(
     for handler in handlers:
         if level >= handler.level:
             handler.write_fields(created, level, logger.name, message, fields, fixed)
-
-
-#: Fields the console line's message states already: not repeated as key=value.
-_HEADLINE_FIELDS = frozenset({"method", "path", "status"})
 
 
 def _own_handlers(logger: logging.Logger) -> list[LineHandler]:
