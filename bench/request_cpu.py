@@ -1,7 +1,8 @@
 """CPU time of one request on the answer cache's hit path and on its miss path, in process.
 
-    python3 bench/request_cpu.py [--tree PATH] [--hits 20000] [--misses 1000]
-    python3 bench/request_cpu.py --keys 500 [--settled-ttl 1]    # callers by API key
+    python3 bench/request_cpu.py [--tree PATH] [--hits 20000] [--misses 1000] [--repeat 3]
+    python3 bench/request_cpu.py --keys 500                     # callers by API key
+    python3 bench/request_cpu.py --keys 500 --settled-ttl 1 --concurrency 32 --rounds
     python3 bench/request_cpu.py --lines console|json            # a request line each
     python3 bench/request_cpu.py --keys 500 --profile out.prof   # cProfile of the hit loop
 
@@ -13,20 +14,20 @@ trees (`--tree` points at another checkout, e.g. a `git worktree` of an older co
 be compared on a shared machine where throughput runs are too noisy. Hits: the answer
 cache on, the same request again and again. Misses: the answer cache off, every request
 executed (by the compiled plan once the document has come twice, where the tree has one).
+The hit figure is the least CPU of batches of 1000 requests (a busy machine only ever
+adds); `hit_cpu_us_mean` is the mean of them all, which holds what happens now and then.
 
 `--keys N` sends each request with the next of N API keys in turn (the `keys` scenario of
 bench/cached_queries.py: every key may read secrets, a per-caller rate limit of
-6000/minute), so the gate's authentication and rate limit are in the figure; with
+6000/minute), so the gate's authentication and rate limit are in the figure. With
 `--settled-ttl 1` the cluster refreshes once a second as in that scenario, and the misses
-that follow each refresh are in the hit figure too. `--lines` logs a request line for each
-request (level info, in the given format) to `--log-file` (default /dev/null).
-The hit figure is the least CPU of batches of 1000 requests (a busy machine only ever
-adds); `hit_cpu_us_mean` is the mean of them all, which holds what happens now and then (a
-refresh's misses, with `--settled-ttl 1`). `--concurrency N` keeps N requests in flight,
-as a load generator's connections do: the misses after a refresh then overlap.
-`--profile` writes a cProfile of the hit loop alone (`python3 -m pstats FILE`). `--rounds`
-lets the event loop run a round between requests, as a server's loop does, so work that
-background tasks do (an expiry task, a flush) is in the figure.
+that follow each refresh are in the mean (`hit_run_misses` counts them); `--concurrency N`
+keeps N requests in flight, as a load generator's connections do, so those misses overlap.
+`--rounds` lets the event loop run a round between requests, as a server's loop does, so
+the work of background tasks (an expiry task, a flush of the log) is in the figure.
+`--lines` logs a request line for each request (level info, in the given format) to
+`--log-file` (default /dev/null). `--profile` writes a cProfile of the hit loop alone
+(`python3 -m pstats FILE`).
 """
 
 from __future__ import annotations
