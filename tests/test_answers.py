@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,42 @@ def test_a_refresh_bypasses_the_cache_and_later_answers_are_rebuilt(
     after = post(gateway, STATUS, {"i": "demo-active"}).json()
     assert after["data"]["cluster"]["status"] == "UPDATING"
     assert answers(gateway).stats.hits == 1
+
+
+def at_once(gateway: Gateway, query: str, variables: dict[str, Any], count: int) -> list[bytes]:
+    """The bodies of `count` identical requests sent together."""
+    with ThreadPoolExecutor(count) as pool:
+        sent = [pool.submit(post, gateway, query, variables) for _ in range(count)]
+        return [future.result().content for future in sent]
+
+
+def test_requests_for_an_answer_being_built_wait_for_it(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    # Slow enough that every request arrives while the first one's answer is built.
+    emulator.faults({"global": {"latencySeconds": 0.5}})
+    bodies = at_once(gateway, STATUS, {"i": "demo-active"}, 6)
+    assert len(set(bodies)) == 1
+    assert orjson.loads(bodies[0])["data"]["cluster"]["name"] == "demo-active"
+    stats = settled(answers(gateway))
+    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (1, 5, 5, 1)
+    assert emulator.calls() == 1
+
+
+def test_requests_for_an_answer_not_kept_stop_waiting_for_it(
+    gateway: Gateway, emulator: Emulator
+) -> None:
+    emulator.faults({"global": {"latencySeconds": 0.5}})
+    query = "query($i: String!) { cluster(identifier: $i, refresh: true) { name } }"
+    first = at_once(gateway, query, {"i": "demo-active"}, 4)
+    # The first wave waited once, then each built its own: an answer of the moment.
+    stats = answers(gateway).stats
+    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (4, 3, 0, 0)
+    second = at_once(gateway, query, {"i": "demo-active"}, 4)
+    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (8, 3, 0, 0)
+    assert {orjson.loads(body)["data"]["cluster"]["name"] for body in first + second} == {
+        "demo-active"
+    }
 
 
 @pytest.mark.slow

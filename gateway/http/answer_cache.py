@@ -21,6 +21,7 @@ cluster cache an answer is never older than the cluster cache of this process wo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import sys
@@ -58,6 +59,8 @@ CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key"})
 _IGNORED_WITH_PARTITION = IGNORED_REQUEST_HEADERS | CREDENTIAL_HEADERS
 #: Response headers made afresh for every request, never replayed from an entry.
 PER_REQUEST_HEADERS = frozenset({b"content-length", b"date", b"server", b"x-request-id"})
+#: Keys remembered as not kept (their requests build their own answers, never wait).
+UNKEPT_REMEMBERED = 4096
 CACHE_CONTROL_HEADER = b"cache-control"
 
 
@@ -71,6 +74,8 @@ class AnswerStats:
     evictions: int = 0
     #: Reusable answers not stored (too large, ages not found in the bytes, outdated).
     refused: int = 0
+    #: Requests that waited for the same answer being built for another request.
+    waits: int = 0
 
 
 @dataclass(slots=True)
@@ -138,6 +143,10 @@ class AnswerCache:
         self.observers: list[HitObserver] = []
         self._clock = clock
         self._entries: LRU[bytes, _Entry] = LRU(max_entries, max_bytes=max_bytes, size=_size)
+        # The answers being built, by key: requests for the same one wait for it.
+        self._building: dict[bytes, asyncio.Event] = {}
+        # Keys whose last answer was not kept (errors, `refresh`): their requests never wait.
+        self._unkept: dict[bytes, None] = {}
         # Newest value (fetched_at) this process has seen of each cluster: an entry built
         # from an older one (before a refresh) is never served again.
         self._versions: dict[str, float] = {}
@@ -194,26 +203,61 @@ class AnswerCache:
                 return
             body = read
         key = self._key(scope, body, partition)
-        entry = self._entries.get(key)
-        if entry is not None:
-            now = self._clock()
-            if (
-                now < entry.valid_until
-                and self._current(entry)
-                and (partition is None or entry.partition == partition)
-            ):
-                self.stats.hits += 1
-                # No request context is made on a hit: what observers need is passed to them.
-                request_id = request_id_of(scope)
-                await self._answer(entry, send, now, request_id)
-                if self.observers:
-                    elapsed = time.perf_counter() - started
-                    for observer in self.observers:
-                        observer(scope, entry.status, elapsed, request_id, entry.note)
+        if await self._hit(key, partition, scope, send, started):
+            return
+        building = self._building.get(key)
+        if building is not None and key not in self._unkept:
+            # The same answer is being built for another request (after a refresh, every
+            # connection's next request misses at once): wait for it instead of building it
+            # again; an answer that was not kept after all is built here as well.
+            self.stats.waits += 1
+            await building.wait()
+            if await self._hit(key, partition, scope, send, started):
                 return
-            self._entries.pop(key)
+            self.stats.misses += 1
+            await self._pass_on(key, scope, _replay(pending, receive), send)
+            return
         self.stats.misses += 1
-        await self._pass_on(key, scope, _replay(pending, receive), send)
+        if building is not None:  # not kept last time: built alongside, nobody waits on it
+            await self._pass_on(key, scope, _replay(pending, receive), send)
+            return
+        building = self._building[key] = asyncio.Event()
+        try:
+            kept = await self._pass_on(key, scope, _replay(pending, receive), send)
+        finally:
+            del self._building[key]
+            building.set()
+        if kept:
+            self._unkept.pop(key, None)
+        else:
+            if len(self._unkept) >= UNKEPT_REMEMBERED:
+                self._unkept.clear()
+            self._unkept[key] = None
+
+    async def _hit(
+        self, key: bytes, partition: str | None, scope: Scope, send: Send, started: float
+    ) -> bool:
+        """Answer from the entry under `key` when it may serve this request; whether it did."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        now = self._clock()
+        if not (
+            now < entry.valid_until
+            and self._current(entry)
+            and (partition is None or entry.partition == partition)
+        ):
+            self._entries.pop(key)
+            return False
+        self.stats.hits += 1
+        # No request context is made on a hit: what observers need is passed to them.
+        request_id = request_id_of(scope)
+        await self._answer(entry, send, now, request_id)
+        if self.observers:
+            elapsed = time.perf_counter() - started
+            for observer in self.observers:
+                observer(scope, entry.status, elapsed, request_id, entry.note)
+        return True
 
     async def _read_body(self, receive: Receive, pending: list[Message]) -> bytes | None:
         chunks: list[bytes] = []
@@ -286,7 +330,9 @@ class AnswerCache:
         await send({"type": "http.response.start", "status": entry.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _pass_on(self, key: bytes, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _pass_on(self, key: bytes, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Let the layers inside answer, and keep the answer when it may be reused; whether
+        it was kept."""
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
@@ -304,10 +350,12 @@ class AnswerCache:
         context = RequestContext.of(scope)
         facts = context.facts
         if facts is None:
-            return
+            return False
         if not self._learn(facts) or not facts.reusable or status != 200:
-            return
-        self._store(key, status, headers, b"".join(chunks), facts, context.caller, context.note)
+            return False
+        return self._store(
+            key, status, headers, b"".join(chunks), facts, context.caller, context.note
+        )
 
     def _learn(self, facts: AnswerFacts) -> bool:
         """Record the cluster versions in an answer; False when one is already outdated."""
@@ -333,7 +381,7 @@ class AnswerCache:
         facts: AnswerFacts,
         caller: Caller | None,
         note: str | None = None,
-    ) -> None:
+    ) -> bool:
         now = self._clock()
         # With a gate every request is authenticated again; without one the entry may not
         # outlive the credential it was keyed on.
@@ -341,11 +389,11 @@ class AnswerCache:
         valid_until = min(facts.fresh_until, math.inf if expires_at is None else expires_at)
         names = {name for name, _ in headers}
         if valid_until <= now or b"set-cookie" in names:
-            return
+            return False
         cut = _cut_ages(body, facts.ages)
         if cut is None:
             self.stats.refused += 1
-            return
+            return False
         parts, ages = cut
         # Kept in the order sent; content-length is restated only when ages change the body.
         kept: list[tuple[bytes, bytes]] = []
@@ -381,9 +429,10 @@ class AnswerCache:
         entry.size = footprint(key, entry)
         if entry.size > self.max_bytes // 8:
             self.stats.refused += 1
-            return
+            return False
         self.stats.evictions += self._entries.put(key, entry)
         self.stats.stores += 1
+        return True
 
 
 def _size(entry: _Entry) -> int:
@@ -487,6 +536,7 @@ def answer_families(cache: AnswerCache) -> Iterator[Metric]:
         ("stores", "Answers stored for reuse."),
         ("evictions", "Answers evicted by the entry or byte bound."),
         ("refused", "Reusable answers not stored (too large or ambiguous)."),
+        ("waits", "Requests that waited for the same answer being built for another."),
     ):
         family = CounterMetricFamily(f"pcsgw_answer_cache_{name}", help_text)
         family.add_metric([], getattr(cache.stats, name))
