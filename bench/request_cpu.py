@@ -259,6 +259,7 @@ def main() -> int:
         "miss_cpu_us": round(miss, 1),
         # Of the last hit run: the answers that had to be built again (after a refresh).
         "hit_run_misses": apps[-1].stats.misses,
+        "hit_run_waits": getattr(apps[-1].stats, "waits", 0),
     }
     options = {
         "keys": args.keys,
