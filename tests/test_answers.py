@@ -154,33 +154,36 @@ def at_once(gateway: Gateway, query: str, variables: dict[str, Any], count: int)
         return [future.result().content for future in sent]
 
 
-def test_requests_for_an_answer_being_built_wait_for_it(
-    gateway: Gateway, emulator: Emulator
+def test_requests_wait_for_an_outdated_answer_being_rebuilt(
+    start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
-    # Slow enough that every request arrives while the first one's answer is built.
+    gateway = start_gateway(cache_ttl_settled_seconds=0.3)
+    post(gateway, STATUS, {"i": "demo-active"})
+    time.sleep(0.4)  # past the answer's freshness
+    # Slow enough that every request arrives while the first one rebuilds the answer.
     emulator.faults({"global": {"latencySeconds": 0.5}})
     bodies = at_once(gateway, STATUS, {"i": "demo-active"}, 6)
     assert len(set(bodies)) == 1
     assert orjson.loads(bodies[0])["data"]["cluster"]["name"] == "demo-active"
     stats = settled(answers(gateway))
-    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (1, 5, 5, 1)
-    assert emulator.calls() == 1
+    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (2, 5, 5, 2)
+    assert emulator.calls() == 2
 
 
-def test_requests_for_an_answer_not_kept_stop_waiting_for_it(
-    gateway: Gateway, emulator: Emulator
+def test_waiting_requests_build_their_own_when_the_rebuilt_answer_is_not_kept(
+    start_gateway: GatewayFactory, emulator: Emulator
 ) -> None:
-    emulator.faults({"global": {"latencySeconds": 0.5}})
-    query = "query($i: String!) { cluster(identifier: $i, refresh: true) { name } }"
-    first = at_once(gateway, query, {"i": "demo-active"}, 4)
-    # The first wave waited once, then each built its own: an answer of the moment.
+    gateway = start_gateway(cache_ttl_settled_seconds=0.3, pcs_max_attempts=1)
+    post(gateway, STATUS, {"i": "demo-active"})
+    time.sleep(0.4)
+    slow_throttle = {"error": "ThrottlingException", "latencySeconds": 0.5}
+    emulator.faults({"clusters": {"demo-active": slow_throttle}})
+    bodies = [orjson.loads(body) for body in at_once(gateway, STATUS, {"i": "demo-active"}, 4)]
+    # The rebuilt answer is stale, never kept: the three that waited built their own.
+    assert all(body["extensions"]["stale"][0]["path"] == ["cluster"] for body in bodies)
+    assert {body["data"]["cluster"]["name"] for body in bodies} == {"demo-active"}
     stats = answers(gateway).stats
-    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (4, 3, 0, 0)
-    second = at_once(gateway, query, {"i": "demo-active"}, 4)
-    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (8, 3, 0, 0)
-    assert {orjson.loads(body)["data"]["cluster"]["name"] for body in first + second} == {
-        "demo-active"
-    }
+    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (5, 3, 0, 1)
 
 
 @pytest.mark.slow

@@ -59,8 +59,6 @@ CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key"})
 _IGNORED_WITH_PARTITION = IGNORED_REQUEST_HEADERS | CREDENTIAL_HEADERS
 #: Response headers made afresh for every request, never replayed from an entry.
 PER_REQUEST_HEADERS = frozenset({b"content-length", b"date", b"server", b"x-request-id"})
-#: Keys remembered as not kept (their requests build their own answers, never wait).
-UNKEPT_REMEMBERED = 4096
 CACHE_CONTROL_HEADER = b"cache-control"
 
 
@@ -74,7 +72,7 @@ class AnswerStats:
     evictions: int = 0
     #: Reusable answers not stored (too large, ages not found in the bytes, outdated).
     refused: int = 0
-    #: Requests that waited for the same answer being built for another request.
+    #: Requests that waited for another request rebuilding the same answer.
     waits: int = 0
 
 
@@ -143,10 +141,8 @@ class AnswerCache:
         self.observers: list[HitObserver] = []
         self._clock = clock
         self._entries: LRU[bytes, _Entry] = LRU(max_entries, max_bytes=max_bytes, size=_size)
-        # The answers being built, by key: requests for the same one wait for it.
+        # The answers being rebuilt, by key: requests for the same one wait for it.
         self._building: dict[bytes, asyncio.Event] = {}
-        # Keys whose last answer was not kept (errors, `refresh`): their requests never wait.
-        self._unkept: dict[bytes, None] = {}
         # Newest value (fetched_at) this process has seen of each cluster: an entry built
         # from an older one (before a refresh) is never served again.
         self._versions: dict[str, float] = {}
@@ -203,44 +199,42 @@ class AnswerCache:
                 return
             body = read
         key = self._key(scope, body, partition)
-        if await self._hit(key, partition, scope, send, started):
+        entry = self._entries.get(key)
+        if entry is not None and await self._serve(key, entry, partition, scope, send, started):
             return
         building = self._building.get(key)
-        if building is not None and key not in self._unkept:
-            # The same answer is being built for another request (after a refresh, every
-            # connection's next request misses at once): wait for it instead of building it
-            # again; an answer that was not kept after all is built here as well.
+        if building is not None:
+            # Another request is rebuilding this answer: wait for it rather than build it
+            # again, and build it here only when it was not kept after all.
             self.stats.waits += 1
             await building.wait()
-            if await self._hit(key, partition, scope, send, started):
+            entry = self._entries.get(key)
+            if entry is not None and await self._serve(key, entry, partition, scope, send, started):
                 return
-            self.stats.misses += 1
-            await self._pass_on(key, scope, _replay(pending, receive), send)
-            return
         self.stats.misses += 1
-        if building is not None:  # not kept last time: built alongside, nobody waits on it
+        if entry is None or building is not None:
+            # Never kept, or not since: built alongside any other request, as it comes.
             await self._pass_on(key, scope, _replay(pending, receive), send)
             return
+        # The entry held was outdated (its clusters refreshed, or it expired): after a
+        # refresh every connection's next request misses at once, and they wait for this one.
         building = self._building[key] = asyncio.Event()
         try:
-            kept = await self._pass_on(key, scope, _replay(pending, receive), send)
+            await self._pass_on(key, scope, _replay(pending, receive), send)
         finally:
             del self._building[key]
             building.set()
-        if kept:
-            self._unkept.pop(key, None)
-        else:
-            if len(self._unkept) >= UNKEPT_REMEMBERED:
-                self._unkept.clear()
-            self._unkept[key] = None
 
-    async def _hit(
-        self, key: bytes, partition: str | None, scope: Scope, send: Send, started: float
+    async def _serve(
+        self,
+        key: bytes,
+        entry: _Entry,
+        partition: str | None,
+        scope: Scope,
+        send: Send,
+        started: float,
     ) -> bool:
-        """Answer from the entry under `key` when it may serve this request; whether it did."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return False
+        """Answer with `entry` when it may serve this request, else forget it; whether it did."""
         now = self._clock()
         if not (
             now < entry.valid_until
@@ -330,9 +324,7 @@ class AnswerCache:
         await send({"type": "http.response.start", "status": entry.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _pass_on(self, key: bytes, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Let the layers inside answer, and keep the answer when it may be reused; whether
-        it was kept."""
+    async def _pass_on(self, key: bytes, scope: Scope, receive: Receive, send: Send) -> None:
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
@@ -350,12 +342,10 @@ class AnswerCache:
         context = RequestContext.of(scope)
         facts = context.facts
         if facts is None:
-            return False
+            return
         if not self._learn(facts) or not facts.reusable or status != 200:
-            return False
-        return self._store(
-            key, status, headers, b"".join(chunks), facts, context.caller, context.note
-        )
+            return
+        self._store(key, status, headers, b"".join(chunks), facts, context.caller, context.note)
 
     def _learn(self, facts: AnswerFacts) -> bool:
         """Record the cluster versions in an answer; False when one is already outdated."""
@@ -381,7 +371,7 @@ class AnswerCache:
         facts: AnswerFacts,
         caller: Caller | None,
         note: str | None = None,
-    ) -> bool:
+    ) -> None:
         now = self._clock()
         # With a gate every request is authenticated again; without one the entry may not
         # outlive the credential it was keyed on.
@@ -389,11 +379,11 @@ class AnswerCache:
         valid_until = min(facts.fresh_until, math.inf if expires_at is None else expires_at)
         names = {name for name, _ in headers}
         if valid_until <= now or b"set-cookie" in names:
-            return False
+            return
         cut = _cut_ages(body, facts.ages)
         if cut is None:
             self.stats.refused += 1
-            return False
+            return
         parts, ages = cut
         # Kept in the order sent; content-length is restated only when ages change the body.
         kept: list[tuple[bytes, bytes]] = []
@@ -429,10 +419,9 @@ class AnswerCache:
         entry.size = footprint(key, entry)
         if entry.size > self.max_bytes // 8:
             self.stats.refused += 1
-            return False
+            return
         self.stats.evictions += self._entries.put(key, entry)
         self.stats.stores += 1
-        return True
 
 
 def _size(entry: _Entry) -> int:
@@ -536,7 +525,7 @@ def answer_families(cache: AnswerCache) -> Iterator[Metric]:
         ("stores", "Answers stored for reuse."),
         ("evictions", "Answers evicted by the entry or byte bound."),
         ("refused", "Reusable answers not stored (too large or ambiguous)."),
-        ("waits", "Requests that waited for the same answer being built for another."),
+        ("waits", "Requests that waited for another request rebuilding the same answer."),
     ):
         family = CounterMetricFamily(f"pcsgw_answer_cache_{name}", help_text)
         family.add_metric([], getattr(cache.stats, name))
