@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,45 @@ def test_a_refresh_bypasses_the_cache_and_later_answers_are_rebuilt(
     after = post(gateway, STATUS, {"i": "demo-active"}).json()
     assert after["data"]["cluster"]["status"] == "UPDATING"
     assert answers(gateway).stats.hits == 1
+
+
+def at_once(gateway: Gateway, query: str, variables: dict[str, Any], count: int) -> list[bytes]:
+    """The bodies of `count` identical requests sent together."""
+    with ThreadPoolExecutor(count) as pool:
+        sent = [pool.submit(post, gateway, query, variables) for _ in range(count)]
+        return [future.result().content for future in sent]
+
+
+def test_requests_wait_for_an_outdated_answer_being_rebuilt(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(cache_ttl_settled_seconds=0.3)
+    post(gateway, STATUS, {"i": "demo-active"})
+    time.sleep(0.4)  # past the answer's freshness
+    # Slow enough that every request arrives while the first one rebuilds the answer.
+    emulator.faults({"global": {"latencySeconds": 0.5}})
+    bodies = at_once(gateway, STATUS, {"i": "demo-active"}, 6)
+    assert len(set(bodies)) == 1
+    assert orjson.loads(bodies[0])["data"]["cluster"]["name"] == "demo-active"
+    stats = settled(answers(gateway))
+    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (2, 5, 5, 2)
+    assert emulator.calls() == 2
+
+
+def test_waiting_requests_build_their_own_when_the_rebuilt_answer_is_not_kept(
+    start_gateway: GatewayFactory, emulator: Emulator
+) -> None:
+    gateway = start_gateway(cache_ttl_settled_seconds=0.3, pcs_max_attempts=1)
+    post(gateway, STATUS, {"i": "demo-active"})
+    time.sleep(0.4)
+    slow_throttle = {"error": "ThrottlingException", "latencySeconds": 0.5}
+    emulator.faults({"clusters": {"demo-active": slow_throttle}})
+    bodies = [orjson.loads(body) for body in at_once(gateway, STATUS, {"i": "demo-active"}, 4)]
+    # The rebuilt answer is stale, never kept: the three that waited built their own.
+    assert all(body["extensions"]["stale"][0]["path"] == ["cluster"] for body in bodies)
+    assert {body["data"]["cluster"]["name"] for body in bodies} == {"demo-active"}
+    stats = answers(gateway).stats
+    assert (stats.misses, stats.waits, stats.hits, stats.stores) == (5, 3, 0, 1)
 
 
 @pytest.mark.slow

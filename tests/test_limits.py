@@ -12,7 +12,18 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from gateway.config import Settings
+from gateway.http.answer_cache import AnswerCache
+from gateway.security.authentication import Authenticator
+from gateway.security.caller_rate_limit import CallerLimit
+from gateway.security.gate import SecurityGate
+from gateway.security.layers import security_middleware
+from tests.support.clock import FakeClock
 from tests.support.gateway import Gateway, GatewayFactory, assert_no_leaks
 from tests.support.servers import Emulator
 
@@ -360,6 +371,61 @@ def test_a_caller_over_its_budget_gets_429_and_others_do_not(
     assert send(gateway, op(3), **{"x-api-key": KEY_B}).status_code == 200
     # Public routes are never limited.
     assert gateway.http.get("/healthz").status_code == 200
+
+
+def gated(settings: Settings, limit: CallerLimit) -> httpx.AsyncClient:
+    """A client of the gate and the layers behind it as the gateway joins them."""
+    authenticator = Authenticator(settings)
+
+    async def answer(request: Request) -> Response:
+        return Response(b'{"data":{}}', media_type="application/json")
+
+    inner = Starlette(
+        routes=[Route("/graphql", answer, methods=["POST"])],
+        middleware=security_middleware(settings, authenticator, limit),
+    )
+    app = AnswerCache(inner, gate=SecurityGate(authenticator, limit))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
+
+
+async def test_a_callers_budget_comes_back_as_its_oldest_requests_leave_the_window() -> None:
+    clock = FakeClock()
+    settings = Settings(rate_limit="2/minute;3/hour", api_keys=f"{KEY_A},{KEY_B}")
+    limit = CallerLimit(settings, clock=clock)
+    async with gated(settings, limit) as http:
+
+        async def status(key: str) -> httpx.Response:
+            return await http.post("/graphql", json={"query": STATUS}, headers={"x-api-key": key})
+
+        assert (await status(KEY_A)).status_code == 200
+        clock.advance(40)
+        assert (await status(KEY_A)).status_code == 200
+        refused = await status(KEY_A)
+        assert_throttled(refused)
+        assert refused.headers["retry-after"] == "20"  # when the first leaves the minute
+        clock.advance(20)
+        assert (await status(KEY_A)).status_code == 200  # the first has left the minute
+        # The hour's budget (3) is spent too; refusals by the minute did not count in it.
+        clock.advance(60)
+        by_the_hour = await status(KEY_A)
+        assert by_the_hour.status_code == 429
+        assert by_the_hour.headers["retry-after"] == str(3600 - 120)  # the first's hour
+        assert (await status(KEY_B)).status_code == 200
+        # Once the first hour has passed, the budget is back; idle callers are forgotten.
+        clock.advance(3600)
+        assert (await status(KEY_A)).status_code == 200
+        assert limit.windows is not None and len(limit.windows) == 2  # KEY_A in both limits
+
+
+async def test_a_limit_of_zero_refuses_every_request_for_a_whole_window() -> None:
+    settings = Settings(rate_limit="0/minute", api_keys=KEY_A)
+    async with gated(settings, CallerLimit(settings, clock=FakeClock())) as http:
+        for _ in range(2):
+            refused = await http.post(
+                "/graphql", json={"query": STATUS}, headers={"x-api-key": KEY_A}
+            )
+            assert_throttled(refused)
+            assert refused.headers["retry-after"] == "60"
 
 
 def test_client_addresses_come_from_trusted_proxies_only(start_gateway: GatewayFactory) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -96,6 +97,90 @@ def test_answers_of_the_answer_cache_carry_their_own_request_id_and_line(
         [],
     )
     assert request_lines(caplog, third.headers["x-request-id"])[0]["cache"] == "answer"
+
+
+#: The order of a request line's fields in JSON, answers of the answer cache included.
+LINE_KEYS = [
+    "time",
+    "level",
+    "logger",
+    "message",
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "operation",
+    "operation_type",
+    "outcome",
+    "cache",
+    "errors",
+    "aws_request_ids",
+    "regions",
+]
+CONSOLE_HIT = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO    gateway\.requests: POST /graphql 200  "
+    r"request_id=line-hit duration_ms=\d+\.\d+ operation=ClusterName operation_type=query "
+    r"outcome=success cache=answer"
+)
+
+
+def written_lines(gateway: Gateway, formatter: logging.Formatter) -> list[str]:
+    """The lines a miss and then a hit write through the gateway's own handler alone."""
+    stream = RecordingStream()
+    handler = LineHandler(stream)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger("gateway.requests")
+    saved = logger.handlers, logger.propagate, logger.level
+    # Alone on the logger: the lines go straight to the stream, no record made.
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    try:
+        body = {"query": QUERY, "variables": {"i": "demo-full"}}
+        for name in ("line-miss", "line-hit"):
+            gateway.http.post("/graphql", json=body, headers={"x-request-id": name})
+        deadline = time.monotonic() + 10
+        while stream.flushed.count("\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
+    assert gateway.app.stats.hits == 1
+    return stream.flushed.splitlines()
+
+
+def test_a_hit_writes_its_json_line_as_any_request_does(gateway: Gateway) -> None:
+    miss, hit = (json.loads(line) for line in written_lines(gateway, JsonFormatter()))
+    assert list(miss) == list(hit) == LINE_KEYS
+    assert {key: hit[key] for key in LINE_KEYS if key not in ("time", "duration_ms")} == {
+        "level": "info",
+        "logger": "gateway.requests",
+        "message": "POST /graphql 200",
+        "request_id": "line-hit",
+        "method": "POST",
+        "path": "/graphql",
+        "status": 200,
+        "operation": "ClusterName",
+        "operation_type": "query",
+        "outcome": "success",
+        "cache": "answer",
+        "errors": [],
+        "aws_request_ids": [],
+        "regions": [],
+    }
+    assert (miss["request_id"], miss["cache"], miss["regions"]) == (
+        "line-miss",
+        "miss",
+        ["us-east-1"],
+    )
+    assert isinstance(hit["duration_ms"], float) and hit["time"].endswith("Z")
+
+
+def test_a_hit_writes_its_console_line_as_any_request_does(gateway: Gateway) -> None:
+    miss, hit = written_lines(gateway, ConsoleFormatter())
+    assert " request_id=line-miss " in miss and " cache=miss aws_request_ids=" in miss
+    assert miss.endswith(" regions=us-east-1")
+    assert CONSOLE_HIT.fullmatch(hit), hit
 
 
 @pytest.mark.parametrize(

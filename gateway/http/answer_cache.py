@@ -21,6 +21,7 @@ cluster cache an answer is never older than the cluster cache of this process wo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import sys
@@ -71,6 +72,8 @@ class AnswerStats:
     evictions: int = 0
     #: Reusable answers not stored (too large, ages not found in the bytes, outdated).
     refused: int = 0
+    #: Requests that waited for another request rebuilding the same answer.
+    waits: int = 0
 
 
 @dataclass(slots=True)
@@ -138,6 +141,8 @@ class AnswerCache:
         self.observers: list[HitObserver] = []
         self._clock = clock
         self._entries: LRU[bytes, _Entry] = LRU(max_entries, max_bytes=max_bytes, size=_size)
+        # The answers being rebuilt, by key: requests for the same one wait for it.
+        self._building: dict[bytes, asyncio.Event] = {}
         # Newest value (fetched_at) this process has seen of each cluster: an entry built
         # from an older one (before a refresh) is never served again.
         self._versions: dict[str, float] = {}
@@ -195,25 +200,58 @@ class AnswerCache:
             body = read
         key = self._key(scope, body, partition)
         entry = self._entries.get(key)
-        if entry is not None:
-            now = self._clock()
-            if (
-                now < entry.valid_until
-                and self._current(entry)
-                and (partition is None or entry.partition == partition)
-            ):
-                self.stats.hits += 1
-                # No request context is made on a hit: what observers need is passed to them.
-                request_id = request_id_of(scope)
-                await self._answer(entry, send, now, request_id)
-                if self.observers:
-                    elapsed = time.perf_counter() - started
-                    for observer in self.observers:
-                        observer(scope, entry.status, elapsed, request_id, entry.note)
+        if entry is not None and await self._serve(key, entry, partition, scope, send, started):
+            return
+        building = self._building.get(key)
+        if building is not None:
+            # Another request is rebuilding this answer: wait for it rather than build it
+            # again, and build it here only when it was not kept after all.
+            self.stats.waits += 1
+            await building.wait()
+            entry = self._entries.get(key)
+            if entry is not None and await self._serve(key, entry, partition, scope, send, started):
                 return
-            self._entries.pop(key)
         self.stats.misses += 1
-        await self._pass_on(key, scope, _replay(pending, receive), send)
+        if entry is None or building is not None:
+            # Never kept, or not since: built alongside any other request, as it comes.
+            await self._pass_on(key, scope, _replay(pending, receive), send)
+            return
+        # The entry held was outdated (its clusters refreshed, or it expired): after a
+        # refresh every connection's next request misses at once, and they wait for this one.
+        building = self._building[key] = asyncio.Event()
+        try:
+            await self._pass_on(key, scope, _replay(pending, receive), send)
+        finally:
+            del self._building[key]
+            building.set()
+
+    async def _serve(
+        self,
+        key: bytes,
+        entry: _Entry,
+        partition: str | None,
+        scope: Scope,
+        send: Send,
+        started: float,
+    ) -> bool:
+        """Answer with `entry` when it may serve this request, else forget it; whether it did."""
+        now = self._clock()
+        if not (
+            now < entry.valid_until
+            and self._current(entry)
+            and (partition is None or entry.partition == partition)
+        ):
+            self._entries.pop(key)
+            return False
+        self.stats.hits += 1
+        # No request context is made on a hit: what observers need is passed to them.
+        request_id = request_id_of(scope)
+        await self._answer(entry, send, now, request_id)
+        if self.observers:
+            elapsed = time.perf_counter() - started
+            for observer in self.observers:
+                observer(scope, entry.status, elapsed, request_id, entry.note)
+        return True
 
     async def _read_body(self, receive: Receive, pending: list[Message]) -> bytes | None:
         chunks: list[bytes] = []
@@ -438,6 +476,7 @@ def answer_families(cache: AnswerCache) -> Iterator[Metric]:
         ("stores", "Answers stored for reuse."),
         ("evictions", "Answers evicted by the entry or byte bound."),
         ("refused", "Reusable answers not stored (too large or ambiguous)."),
+        ("waits", "Requests that waited for another request rebuilding the same answer."),
     ):
         family = CounterMetricFamily(f"pcsgw_answer_cache_{name}", help_text)
         family.add_metric([], getattr(cache.stats, name))
@@ -452,6 +491,7 @@ def answer_families(cache: AnswerCache) -> Iterator[Metric]:
 
 def _streams(scope: Scope) -> bool:
     """A subscription over SSE: a stream, never an answer to keep."""
-    return any(
-        name == b"accept" and b"text/event-stream" in value for name, value in scope["headers"]
-    )
+    for name, value in scope["headers"]:  # a loop, not any(): read for every request
+        if name == b"accept" and b"text/event-stream" in value:
+            return True
+    return False

@@ -55,7 +55,9 @@ def _request_id() -> str | None:
 class _Clock:
     """UTC timestamps with milliseconds, the seconds part formatted once a second."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds_format: str = "%Y-%m-%dT%H:%M:%S", suffix: str = "Z") -> None:
+        self._format = seconds_format
+        self._suffix = suffix
         self._second = -1
         self._prefix = ""
 
@@ -63,8 +65,29 @@ class _Clock:
         second = int(created)
         if second != self._second:
             self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+            self._prefix = time.strftime(self._format, time.gmtime(second))
+        return f"{self._prefix}.{int((created - second) * 1000):03d}{self._suffix}"
+
+
+class FixedFields:
+    """Fields many lines share (an answer-cache hit's, say), their text made once a format.
+
+    Written after a line's own fields, as if they were its last ones; no key is in both.
+    """
+
+    __slots__ = ("_texts", "fields")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+        self._texts: dict[type[LineFormatter], str] = {}
+
+    def text(self, formatter: LineFormatter) -> str:
+        """The fields as `formatter` writes them within a line."""
+        kind = type(formatter)
+        text = self._texts.get(kind)
+        if text is None:
+            text = self._texts[kind] = formatter.fields_text(self.fields)
+        return text
 
 
 class LineFormatter(logging.Formatter):
@@ -75,9 +98,19 @@ class LineFormatter(logging.Formatter):
         self._clock = _Clock()
 
     def fields_line(
-        self, created: float, level: str, name: str, message: str, fields: dict[str, Any]
+        self,
+        created: float,
+        level: str,
+        name: str,
+        message: str,
+        fields: dict[str, Any],
+        fixed: FixedFields | None = None,
     ) -> str:
         """A line of the gateway's own fields: every value is built from checked parts."""
+        raise NotImplementedError
+
+    def fields_text(self, fields: dict[str, Any]) -> str:
+        """Fields as they read within a line (what `FixedFields` keeps)."""
         raise NotImplementedError
 
     def record_line(self, record: logging.LogRecord) -> str:
@@ -97,7 +130,13 @@ class JsonFormatter(LineFormatter):
     """One JSON object a line: time, level, logger, message, then the record's fields."""
 
     def fields_line(
-        self, created: float, level: str, name: str, message: str, fields: dict[str, Any]
+        self,
+        created: float,
+        level: str,
+        name: str,
+        message: str,
+        fields: dict[str, Any],
+        fixed: FixedFields | None = None,
     ) -> str:
         line = {
             "time": self._clock.stamp(created),
@@ -106,7 +145,14 @@ class JsonFormatter(LineFormatter):
             "message": message,
             **fields,
         }
-        return orjson.dumps(line, default=str).decode()
+        text = orjson.dumps(line, default=str).decode()
+        if fixed is not None and fixed.fields:
+            return f"{text[:-1]},{fixed.text(self)}}}"
+        return text
+
+    def fields_text(self, fields: dict[str, Any]) -> str:
+        # The members alone, without the braces: they go inside a line's object.
+        return orjson.dumps(fields, default=str).decode()[1:-1]
 
     def record_line(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -125,24 +171,52 @@ class JsonFormatter(LineFormatter):
         return orjson.dumps(line, default=str).decode()
 
 
+#: Fields the console line's message states already: not repeated as key=value.
+_HEADLINE_FIELDS = frozenset({"method", "path", "status"})
+
+
 class ConsoleFormatter(LineFormatter):
     """`time LEVEL logger: message key=value ...`, with the stack below when there is one."""
 
-    def fields_line(
-        self, created: float, level: str, name: str, message: str, fields: dict[str, Any]
-    ) -> str:
-        extra = " ".join(
-            f"{key}={_plain(value)}"
-            for key, value in fields.items()
-            if key not in ("method", "path", "status") and value not in (None, [], "")
-        )
-        return f"{self._stamp(created)} {level:<7} {name}: {message}  {extra}"
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _Clock("%Y-%m-%d %H:%M:%S", "")
 
-    def _stamp(self, created: float) -> str:
-        return self._clock.stamp(created).replace("T", " ").rstrip("Z")
+    def fields_line(
+        self,
+        created: float,
+        level: str,
+        name: str,
+        message: str,
+        fields: dict[str, Any],
+        fixed: FixedFields | None = None,
+    ) -> str:
+        extra = self.fields_text(fields)
+        if fixed is not None:
+            tail = fixed.text(self)
+            if tail:
+                extra = f"{extra} {tail}" if extra else tail
+        return f"{self._clock.stamp(created)} {level:<7} {name}: {message}  {extra}"
+
+    def fields_text(self, fields: dict[str, Any]) -> str:
+        # One pass, no generator: written for every request, answer-cache hits included.
+        extra: list[str] = []
+        for key, value in fields.items():
+            if value is None or key in _HEADLINE_FIELDS:
+                continue
+            kind = type(value)
+            if kind is str:
+                if value:
+                    extra.append(f"{key}={value}")
+            elif kind is list:
+                if value:
+                    extra.append(f"{key}={_plain(value)}")
+            elif value != "" and value != []:
+                extra.append(f"{key}={_plain(value)}")
+        return " ".join(extra)
 
     def record_line(self, record: logging.LogRecord) -> str:
-        text = f"{self._stamp(record.created)} {record.levelname:<7} {record.name}: "
+        text = f"{self._clock.stamp(record.created)} {record.levelname:<7} {record.name}: "
         text += redact(record.getMessage())
         request_id = _request_id()
         if request_id is not None:
@@ -163,29 +237,36 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     writes each line at once. A record written meanwhile goes after the lines held.
     """
 
-    #: Bytes of held lines past which they are written without waiting for the round.
-    MAX_HELD_BYTES = 64 * 1024
+    #: Characters of held lines past which they are written without waiting for the round.
+    MAX_HELD_CHARACTERS = 64 * 1024
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
         self._flush_pending = False
-        self._held: list[bytes] = []
-        self._held_bytes = 0
+        # Held as text and encoded once a write: one call for many lines.
+        self._held: list[str] = []
+        self._held_characters = 0
 
     def write_fields(
-        self, created: float, level: int, name: str, message: str, fields: dict[str, Any]
+        self,
+        created: float,
+        level: int,
+        name: str,
+        message: str,
+        fields: dict[str, Any],
+        fixed: FixedFields | None = None,
     ) -> None:
         """Write one line of fields, as `emit` would write their record."""
         formatter = self.formatter
         if not isinstance(formatter, LineFormatter):
             return
-        text = formatter.fields_line(created, logging.getLevelName(level), name, message, fields)
-        encoding = getattr(self.stream, "encoding", None) or "utf-8"
-        line = (text + self.terminator).encode(encoding, "backslashreplace")
+        line = formatter.fields_line(
+            created, logging.getLevelName(level), name, message, fields, fixed
+        )
         with self.lock:  # type: ignore[union-attr]
             self._held.append(line)
-            self._held_bytes += len(line)
-            if self._held_bytes >= self.MAX_HELD_BYTES:
+            self._held_characters += len(line)
+            if self._held_characters >= self.MAX_HELD_CHARACTERS:
                 self._write_held()
         if self._flush_pending:
             return
@@ -211,10 +292,13 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _write_held(self) -> None:
         if not self._held:
             return
-        data = b"".join(self._held)
+        terminator = self.terminator
+        text = terminator.join(self._held) + terminator
         self._held.clear()
-        self._held_bytes = 0
+        self._held_characters = 0
         stream = self.stream
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        data = text.encode(encoding, "backslashreplace")
         buffer = getattr(stream, "buffer", None)
         # A closed or broken stream never fails a request: the lines are dropped.
         with contextlib.suppress(OSError, ValueError):
@@ -222,7 +306,6 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 stream.flush()  # text written before, then these lines
                 buffer.write(data)
             else:
-                encoding = getattr(stream, "encoding", None) or "utf-8"
                 stream.write(data.decode(encoding, "backslashreplace"))
 
     def _flush_round(self) -> None:
@@ -230,33 +313,49 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.flush()
 
 
-def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
-    """Log a line of fields; straight to the handlers when they are all the gateway's own.
+def log_fields(
+    logger: logging.Logger,
+    level: int,
+    message: str,
+    fields: dict[str, Any],
+    fixed: FixedFields | None = None,
+) -> None:
+    """Log a line of fields, then the `fixed` ones; straight to the handlers when they are
+    all the gateway's own.
 
     A record costs several microseconds to make and pass through the logging machinery;
     request lines are written for every request, answer-cache hits included.
     """
     if not logger.isEnabledFor(level):
         return
-    handlers: list[logging.Handler] = []
-    current: logging.Logger | None = logger
-    while current is not None:
-        if current.filters:
-            handlers = []
-            break
-        handlers.extend(current.handlers)
-        if not current.propagate:
-            break
-        current = current.parent
-    if not handlers or not all(
-        type(handler) is LineHandler and not handler.filters for handler in handlers
-    ):
+    handlers = _own_handlers(logger)
+    if not handlers:
+        if fixed is not None:
+            fields = {**fields, **fixed.fields}
         logger.log(level, message, extra={FIELDS: fields})
         return
     created = time.time()
     for handler in handlers:
         if level >= handler.level:
-            handler.write_fields(created, level, logger.name, message, fields)  # type: ignore[attr-defined]
+            handler.write_fields(created, level, logger.name, message, fields, fixed)
+
+
+def _own_handlers(logger: logging.Logger) -> list[LineHandler]:
+    """The handlers a record of `logger` would reach, when none filters and all are
+    `LineHandler`s; else an empty list."""
+    handlers: list[LineHandler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return []
+        for handler in current.handlers:
+            if type(handler) is not LineHandler or handler.filters:
+                return []
+            handlers.append(handler)
+        if not current.propagate:
+            break
+        current = current.parent
+    return handlers
 
 
 def _plain(value: Any) -> str:

@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import RequestContext, RequestRecord, recording
-from gateway.observe.logs import log_fields
+from gateway.observe.logs import FixedFields, log_fields
 from gateway.observe.metrics import GRAPHQL_ROUTE, QUIET_ROUTES, UNKNOWN, Metrics, route_of
 from gateway.observe.request_id import REQUEST_ID_HEADER, request_id_of
 from gateway.observe.tracing import Tracing, incoming_context, span
@@ -159,16 +159,27 @@ def _log_line(
         "duration_ms": round(seconds * 1000, 3),
     }
     if record.outcome is not None:
-        fields["operation"] = record.operation
-        fields["operation_type"] = record.operation_type
-        fields["outcome"] = record.outcome
-        fields["cache"] = record.cache_outcome()
-        fields["errors"] = record.error_codes
-        fields["aws_request_ids"] = record.aws_request_ids
-        fields["regions"] = record.regions
+        fields.update(_operation_fields(record))
     if trace_id is not None:
         fields["trace_id"] = trace_id
     log_fields(log, level, f"{method} {path} {status}", fields)
+
+
+def _operation_fields(record: RequestRecord) -> dict[str, Any]:
+    """What the request's GraphQL operation did, as its line states it."""
+    return {
+        "operation": record.operation,
+        "operation_type": record.operation_type,
+        "outcome": record.outcome,
+        "cache": record.cache_outcome(),
+        "errors": record.error_codes,
+        "aws_request_ids": record.aws_request_ids,
+        "regions": record.regions,
+    }
+
+
+#: Operations whose hit lines' fixed fields are kept; past it they are made afresh.
+_MAX_HIT_LINES = 1024
 
 
 def hit_observer(
@@ -180,6 +191,8 @@ def hit_observer(
     """
     tracer = None if tracing is None else tracing.tracer
     counters: dict[str, Counter] = {}  # by label: as bounded as the labels
+    # By operation: what every hit line of it states after its request's own facts.
+    operations: dict[str | None, FixedFields] = {}
 
     def observe(
         scope: Scope, status: int, seconds: float, request_id: bytes, operation: str | None
@@ -192,12 +205,27 @@ def hit_observer(
         trace_id = None
         if tracer is not None:
             trace_id = _hit_span(tracer, scope, status, seconds, request_id.decode(), operation)
-        if log.isEnabledFor(logging.INFO):
-            record = RequestRecord(
-                request_id.decode(), operation, "query", "success", lookups={ANSWER_CACHE: 1}
-            )
-            method = scope["method"]
-            _log_line(logging.INFO, method, GRAPHQL_ROUTE, status, seconds, record, trace_id)
+        if not log.isEnabledFor(logging.INFO):
+            return
+        fixed = operations.get(operation)
+        if fixed is None:
+            if len(operations) >= _MAX_HIT_LINES:
+                operations.clear()
+            record = RequestRecord("", operation, "query", "success", lookups={ANSWER_CACHE: 1})
+            fixed = operations[operation] = FixedFields(_operation_fields(record))
+        method = scope["method"]
+        fields = {
+            "request_id": request_id.decode(),
+            "method": method,
+            "path": GRAPHQL_ROUTE,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+        message = f"{method} {GRAPHQL_ROUTE} {status}"
+        if trace_id is None:
+            log_fields(log, logging.INFO, message, fields, fixed)
+        else:
+            log_fields(log, logging.INFO, message, {**fields, **fixed.fields, "trace_id": trace_id})
 
     return observe
 
