@@ -41,6 +41,8 @@ class RequestLogMiddleware:
         self.app = app
         self.metrics = metrics
         self.tracer = None if tracing is None else tracing.tracer
+        # The operation counter's children by (label, outcome): as bounded as the labels.
+        self._operations: dict[tuple[str, str], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,13 +132,18 @@ class RequestLogMiddleware:
             else:
                 # Only names of operations that ran join the label values.
                 label = self.metrics.operation_label(record.operation, admit=not refused)
-            self.metrics.graphql_operations.labels(label, record.outcome).inc()
+            key = (label, record.outcome)
+            counter = self._operations.get(key)
+            if counter is None:
+                counter = self._operations[key] = self.metrics.graphql_operations.labels(*key)
+            counter.inc()
             if record.outcome == "success":
                 # Kept with a stored answer, so its hits are counted under the same name.
                 context.note = record.operation
         level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
-        path = _loggable(scope["path"])
-        _log_line(level, scope["method"], path, status, seconds, record, trace_id)
+        if log.isEnabledFor(level):
+            path = _loggable(scope["path"])
+            _log_line(level, scope["method"], path, status, seconds, record, trace_id)
 
 
 def _log_line(
