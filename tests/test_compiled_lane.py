@@ -503,3 +503,37 @@ def test_a_rendered_cluster_part_is_never_shared_across_secrets_scopes(
     assert withheld["data"]["cluster"]["slurmConfiguration"]["authKey"] is None
     assert [error["extensions"]["code"] for error in withheld["errors"]] == ["FORBIDDEN"]
     assert withheld["errors"][0]["path"] == ["cluster", "slurmConfiguration", "authKey"]
+
+
+def test_a_lane_request_that_fails_gets_a_plain_500_with_its_id_line_and_count(
+    start_gateway: GatewayFactory,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    lane, _ = lane_and_reference(start_gateway)
+    body = {"query": QUERY, "variables": {"i": "demo-active"}}
+    for _ in range(2):
+        lane.http.post("/graphql", json=body, headers=CALLER)
+    before = lane.http.get("/metrics").text
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret detail of a failure")
+
+    # A fault inside the lane, after it took the request: the code that must not leak.
+    monkeypatch.setattr(Plans, "run", broken)
+    response = lane.http.post("/graphql", json=body, headers={**CALLER, "x-request-id": "boom-1"})
+    assert plans(lane).stats.lane_served == 1
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
+    assert response.headers["x-request-id"] == "boom-1"
+    [line] = request_lines(caplog, "boom-1")
+    assert (line["message"], line["status"]) == ("POST /graphql 500", 500)
+    after = lane.http.get("/metrics").text
+    sample = 'pcsgw_http_requests_total{method="POST",route="/graphql",status="500"}'
+    assert _sample(after, sample) == _sample(before, sample) + 1
+    in_flight = "pcsgw_http_requests_in_flight"
+    assert _sample(after, in_flight) == _sample(before, in_flight)
+    # The cause is logged for the operator, with the request's id.
+    [failure] = [r for r in caplog.records if r.name == "gateway.http.compiled_lane"]
+    assert "boom-1" in failure.getMessage() and failure.exc_info is not None

@@ -20,6 +20,8 @@ Cross-origin requests are answered too, with the headers Starlette's CORS layer 
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -54,7 +56,10 @@ from gateway.http.view import (
     resolve_documents,
 )
 from gateway.observe.metrics import MetricsMiddleware
-from gateway.observe.request_log import RequestLogMiddleware
+from gateway.observe.request_id import REQUEST_ID_HEADER
+from gateway.observe.request_log import RequestLogMiddleware, send_server_error
+
+log = logging.getLogger(__name__)
 
 _JSON = b"application/json"
 _GRAPHQL_RESPONSE = GRAPHQL_RESPONSE_TYPE.encode()
@@ -111,11 +116,12 @@ class CompiledLane:
         assert plans is not None  # the view makes the store
         self.plans: Plans = plans
         metrics = state.observe.metrics
-        # The same request id, log line, span and HTTP counts as a request through Starlette.
-        self._observed = RequestLogMiddleware(
-            MetricsMiddleware(self._serve, metrics=metrics),
-            metrics=metrics,
-            tracing=state.observe.tracing,
+        # The same request id, log line, span and HTTP counts as a request through Starlette:
+        # by the same layers, wrapping the lane's answer when tracing is on (the span is
+        # theirs), else by their steps called in turn.
+        self._counted = MetricsMiddleware(self._serve, metrics=metrics)
+        self._logged = RequestLogMiddleware(
+            self._counted, metrics=metrics, tracing=state.observe.tracing
         )
 
     @property
@@ -146,7 +152,37 @@ class CompiledLane:
             return
         self.plans.stats.lane_served += 1
         scope[_PREPARED] = prepared
-        await self._observed(scope, _replay(pending, receive), send)
+        if self._logged.tracer is not None:
+            await self._logged(scope, _replay(pending, receive), send)
+            return
+        observed = self._logged.open(scope)
+        self.gateway.observe.metrics.in_flight.inc()
+        status = 500
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+                headers = [*message["headers"], (REQUEST_ID_HEADER, observed.request_id)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_with_id)
+        except Exception:
+            # Logged here with its stack, for the operator only; the client gets the plain
+            # 500 the request log layer gives, and the connection stays usable.
+            log.exception(
+                "the compiled lane failed to answer request %s", observed.record.request_id
+            )
+            if not started:
+                await send_server_error(send_with_id)
+        finally:
+            seconds = time.perf_counter() - observed.started
+            self._counted.count(observed.route, scope["method"], status, seconds)
+            self._logged.close(scope, observed, status)
 
     async def _prepare(self, scope: Scope, receive: Receive, pending: list[Message]) -> _Prepared:
         """What the lane needs to answer the request; raises _PassOn when it does not."""

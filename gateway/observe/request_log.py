@@ -15,6 +15,8 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from contextvars import Token
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
@@ -34,6 +36,24 @@ ANSWER_CACHE = "answer"
 _MAX_LOGGED_PATH = 200
 
 
+@dataclass(slots=True)
+class Observed:
+    """A request under observation: when it started, its id and record, its route."""
+
+    started: float
+    request_id: bytes
+    record: RequestRecord
+    context: RequestContext
+    token: Token[RequestRecord | None]
+    route: str
+
+
+async def send_server_error(send: Send) -> None:
+    """The plain 500 of a request that failed before its response started."""
+    await send(_SERVER_ERROR_START)
+    await send(_SERVER_ERROR_BODY)
+
+
 class RequestLogMiddleware:
     """Gives each request its id, its span when tracing is on, its log line and counts."""
 
@@ -48,12 +68,8 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        request_id = request_id_of(scope)
-        record = RequestRecord(request_id.decode())
-        context = RequestContext.of(scope)
-        context.record = record
-        token = recording(record)
+        observed = self.open(scope)
+        request_id = observed.request_id
         status = 500
         response_started = False
         trace_id: str | None = None
@@ -72,8 +88,7 @@ class RequestLogMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        route = route_of(scope["path"])
-        request_span = self._span(scope, route, record)
+        request_span = self._span(scope, observed.route, observed.record)
         try:
             with request_span as current_span:
                 try:
@@ -82,17 +97,42 @@ class RequestLogMiddleware:
                     if not response_started:
                         # The id goes back on this answer too; the server's error layer
                         # outside logs the cause with its stack.
-                        await send_with_id(_SERVER_ERROR_START)
-                        await send_with_id(_SERVER_ERROR_BODY)
+                        await send_server_error(send_with_id)
                     raise
                 finally:
                     if current_span is not None:
-                        _describe_span(current_span, record, status)
+                        _describe_span(current_span, observed.record, status)
                         trace_id = f"{current_span.get_span_context().trace_id:032x}"
         finally:
-            token.var.reset(token)
-            seconds = time.perf_counter() - started
-            self._finish(scope, context, record, route, status, seconds, trace_id)
+            self.close(scope, observed, status, trace_id)
+
+    def open(self, scope: Scope) -> Observed:
+        """Start observing an HTTP request: its id, its record (current while it runs).
+
+        The middleware calls it; so does a layer that answers in front of it (the compiled
+        lane, when tracing is off), which then sends the id back itself and calls `close`.
+        """
+        request_id = request_id_of(scope)
+        record = RequestRecord(request_id.decode())
+        context = RequestContext.of(scope)
+        context.record = record
+        return Observed(
+            time.perf_counter(),
+            request_id,
+            record,
+            context,
+            recording(record),
+            route_of(scope["path"]),
+        )
+
+    def close(
+        self, scope: Scope, observed: Observed, status: int, trace_id: str | None = None
+    ) -> None:
+        """The request has ended with `status`: its counts and its line."""
+        observed.token.var.reset(observed.token)
+        seconds = time.perf_counter() - observed.started
+        record = observed.record
+        self._finish(scope, observed.context, record, observed.route, status, seconds, trace_id)
 
     def _span(
         self, scope: Scope, route: str, record: RequestRecord
