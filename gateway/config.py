@@ -327,6 +327,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level logged (one line per request at info)."
     )
+    log_flush_seconds: Annotated[float, Field(ge=0, le=5)] = Field(
+        0.05,
+        description="Request lines are held and written together at most this long after "
+        "the first of them (or once 64 KB are held; a warning or error writes them first, "
+        "and so does shutdown); 0 writes them at the end of each event-loop round.",
+    )
     metrics_max_operation_names: int = Field(
         100,
         ge=1,

@@ -327,6 +327,41 @@ class RecordingStream:
         self.flushed = self.text
 
 
+def test_lines_are_held_for_the_flush_time_and_written_before_a_record() -> None:
+    stream = RecordingStream()
+    handler = LineHandler(stream, flush_seconds=0.05)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("pcsgw-test-held-lines")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    async def load() -> None:
+        for index in range(3):
+            log_fields(logger, logging.INFO, "line", {"request_id": f"r{index}"})
+            await asyncio.sleep(0)  # rounds go by: the lines are held together
+        assert stream.text == ""
+        await asyncio.sleep(0.1)
+        assert stream.flushed.count("\n") == 3  # one write, once the time has passed
+        log_fields(logger, logging.INFO, "line", {"request_id": "before-warning"})
+        logger.warning("a record")  # the lines held go first, in order
+        assert stream.flushed.count("\n") == 5
+        log_fields(logger, logging.INFO, "line", {"request_id": "at-shutdown"})
+
+    asyncio.run(load())
+    assert "at-shutdown" not in stream.text
+    handler.flush()  # as logging's shutdown does
+    lines = [json.loads(line) for line in stream.text.splitlines()]
+    assert [line.get("request_id", line["message"]) for line in lines] == [
+        "r0",
+        "r1",
+        "r2",
+        "before-warning",
+        "a record",
+        "at-shutdown",
+    ]
+
+
 def test_lines_are_flushed_once_per_event_loop_round_and_at_once_outside_a_loop() -> None:
     stream = RecordingStream()
     handler = LineHandler(stream)

@@ -6,8 +6,9 @@ text, by persisted-query hash or by trusted-document id) and operation name alre
 compiled plan runs by that plan here: its variables coerced per the operation, the
 operation limits that read them checked, the plan executed through the services, and the
 response written directly, under the same request log, metrics and span as any request
-(`RequestLogMiddleware` and `MetricsMiddleware` wrap it as they wrap Starlette). The
-answer's facts are left for the answer cache, as the view leaves them.
+(by the steps of `RequestLogMiddleware` and `MetricsMiddleware`, called in turn; with
+tracing on, those layers wrap it as they wrap Starlette, for the span). The answer's facts
+are left for the answer cache, as the view leaves them.
 
 Anything else passes on to Starlette unchanged, counted by reason: a document not compiled
 yet, invalid variables, a limit refused, a batch, a body too large

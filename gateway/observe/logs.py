@@ -231,17 +231,21 @@ class ConsoleFormatter(LineFormatter):
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The gateway's handler: writes records, and lines of fields without making a record.
 
-    Lines of fields written from an event loop are held until the loop's current round of
-    callbacks is done, then written at once: under load one write to the stream carries
-    many lines (stderr would make each line a system call), and a quiet gateway still
-    writes each line at once. A record written meanwhile goes after the lines held.
+    Lines of fields written from an event loop are held, then written at once:
+    `flush_seconds` after the first of them (`PCS_GATEWAY_LOG_FLUSH_SECONDS`), or, with 0,
+    when the loop's current round of callbacks is done. Under load one write to the stream
+    carries many lines (stderr makes each write a system call, about a request's worth of
+    CPU), and a quiet gateway still writes each line within that time. A record written
+    meanwhile (a warning, an error) goes after the lines held; so does shutdown's flush.
     """
 
     #: Characters of held lines past which they are written without waiting for the round.
     MAX_HELD_CHARACTERS = 64 * 1024
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, flush_seconds: float = 0.0) -> None:
         super().__init__(stream)
+        #: How long lines written from an event loop may be held (0: until the round ends).
+        self.flush_seconds = flush_seconds
         self._flush_pending = False
         # Held as text and encoded once a write: one call for many lines.
         self._held: list[str] = []
@@ -276,7 +280,10 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush()
             return
         self._flush_pending = True
-        loop.call_soon(self._flush_round)
+        if self.flush_seconds > 0:
+            loop.call_later(self.flush_seconds, self._flush_round)
+        else:
+            loop.call_soon(self._flush_round)
 
     def emit(self, record: logging.LogRecord) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -385,6 +392,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
                 "class": "gateway.observe.logs.LineHandler",
                 "formatter": "gateway",
                 "stream": "ext://sys.stderr",
+                "flush_seconds": settings.log_flush_seconds,
             }
         },
         "root": {"level": level, "handlers": ["stderr"]},
