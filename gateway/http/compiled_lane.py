@@ -39,7 +39,7 @@ from starlette.types import Message, Receive, Scope, Send
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
-from gateway.context import OPERATION_NAME, RequestContext
+from gateway.context import OPERATION_NAME, AnswerFacts, RequestContext
 from gateway.graphql.apq import PersistedQueryError
 from gateway.graphql.compiler import CompiledOperation, Plans
 from gateway.graphql.compiler.plan import Plan
@@ -336,6 +336,12 @@ class CompiledLane:
         request = Request(scope)
         context = self.view.new_context(request, None, request_context)
         executed = await self.plans.run(prepared.plan, prepared.variables, context, rendered=True)
+        if not executed.errors and not context.stale:
+            # The common answer: data alone, nothing to report, its facts for the cache.
+            _record(request_context, prepared.operation_name, [], "success")
+            facts = request_context.facts = context.answer_facts()
+            await self._send(scope, send, prepared, request, facts, 200, {"data": executed.data})
+            return
         errors = [to_contract(error) for error in executed.errors or ()]
         log_errors(errors)
         extensions: dict[str, object] | None = {"stale": context.stale} if context.stale else None
@@ -355,12 +361,22 @@ class CompiledLane:
         facts = None
         if not errors:
             facts = request_context.facts = answer_facts(context, result)
-        status = 200
-        media_type = _JSON
-        if _GRAPHQL_RESPONSE in prepared.accept:
-            media_type = _GRAPHQL_RESPONSE
-            if refused:
-                status = 400
+        status = 400 if refused and _GRAPHQL_RESPONSE in prepared.accept else 200
+        await self._send(scope, send, prepared, request, facts, status, answer)
+
+    async def _send(
+        self,
+        scope: Scope,
+        send: Send,
+        prepared: _Prepared,
+        request: Request,
+        facts: AnswerFacts | None,
+        status: int,
+        answer: GraphQLHTTPResponse,
+    ) -> None:
+        """The answer, encoded, with the headers the view and the CORS layer would give it."""
+        request_context = RequestContext.of(scope)
+        media_type = _GRAPHQL_RESPONSE if _GRAPHQL_RESPONSE in prepared.accept else _JSON
         body = orjson.dumps(answer)
         headers = [(b"content-length", b"%d" % len(body)), (b"content-type", media_type)]
         if scope["method"] == "GET":
@@ -383,21 +399,28 @@ def _note(
     errors: list[Any],
 ) -> None:
     """The operation's name, type, outcome and error codes, as `OperationReport` notes them."""
+    codes = [str((error.extensions or {}).get("code", INTERNAL)) for error in errors]
+    if not errors:
+        outcome = "success"
+    elif result.data is not None:
+        outcome = "partial"
+    elif all(code in REQUEST_ERROR_CODES for code in codes):
+        outcome = "refused"
+    else:
+        outcome = "error"
+    _record(request_context, name, codes, outcome)
+
+
+def _record(
+    request_context: RequestContext, name: str | None, codes: list[str], outcome: str
+) -> None:
     record = request_context.record
     if record is None:
         return
     record.operation = name if name is None or OPERATION_NAME.fullmatch(name) else None
     record.operation_type = "query"
-    codes = [str((error.extensions or {}).get("code", INTERNAL)) for error in errors]
     record.error_codes = codes
-    if not errors:
-        record.outcome = "success"
-    elif result.data is not None:
-        record.outcome = "partial"
-    elif all(code in REQUEST_ERROR_CODES for code in codes):
-        record.outcome = "refused"
-    else:
-        record.outcome = "error"
+    record.outcome = outcome
 
 
 def _query_params(query_string: bytes) -> dict[str, Any]:
