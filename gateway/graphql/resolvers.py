@@ -29,15 +29,23 @@ async def cluster(
     context = info.context
     services = context.regions.get(region)  # an unserved region fails before any call
     with _resolver_span(info, identifier):
-        lookup: Awaitable[ClusterAnswer]
-        if refresh:
-            context.volatile = True
-            lookup = services.clusters.get(identifier, refresh=True)
-        else:
-            lookup = _loader(context, services).load(identifier)
-        answer = await _within_deadline(context, services, lookup, identifier)
+        answer = await look_up(context, services, identifier, refresh=refresh)
     _note(info, answer)
     return answer
+
+
+async def look_up(
+    context: GatewayContext, services: RegionServices, identifier: str, *, refresh: bool = False
+) -> ClusterAnswer:
+    """A cluster's answer as a field asks for it: fetched again when `refresh` (the answer
+    then depends on the moment), else through the request's loader; within the deadline."""
+    lookup: Awaitable[ClusterAnswer]
+    if refresh:
+        context.volatile = True
+        lookup = services.clusters.get(identifier, refresh=True)
+    else:
+        lookup = _loader(context, services).load(identifier)
+    return await _within_deadline(context, services, lookup, identifier)
 
 
 def clusters(

@@ -52,7 +52,7 @@ from gateway.graphql.ages import cut_ages, join_ages
 from gateway.graphql.context import GatewayContext
 from gateway.graphql.errors import GatewayError
 from gateway.graphql.permissions import CanReadSecrets
-from gateway.graphql.resolvers import _loader, _within_deadline
+from gateway.graphql.resolvers import look_up
 from gateway.observe.tracing import span
 from gateway.service.clusters import ClusterAnswer
 from gateway.service.regions import RegionServices
@@ -565,14 +565,7 @@ async def _look_up(
     run: Run, services: RegionServices, identifier: str, refresh: bool
 ) -> ClusterAnswer:
     """The answer, asked of the service as the resolvers ask (through the request's loader)."""
-    context = run.context
-    lookup: Awaitable[ClusterAnswer]
-    if refresh:
-        context.volatile = True
-        lookup = services.clusters.get(identifier, refresh=True)
-    else:
-        lookup = _loader(context, services).load(identifier)
-    answer = await _within_deadline(context, services, lookup, identifier)
+    answer = await look_up(run.context, services, identifier, refresh=refresh)
     if not refresh:
         run.answers[services.name, identifier] = answer
     return answer
