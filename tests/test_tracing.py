@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -108,6 +109,12 @@ def test_an_answer_cache_hit_is_one_span_and_a_failed_call_an_error_span(
     caplog.set_level(logging.INFO, logger="gateway.requests")
     url, exporter = traced
     post(url, QUERY)
+    # The first request's server span ends once its answer has gone: wait for it, so that
+    # it is not taken for one of the hit's.
+    deadline = time.monotonic() + 5
+    while "POST /graphql" not in by_name(exporter.get_finished_spans()):
+        assert time.monotonic() < deadline, "the first request's span never ended"
+        time.sleep(0.01)
     exporter.clear()
     response = post(url, QUERY, traceparent=TRACEPARENT)
     [line] = request_lines(caplog, response.headers["x-request-id"])
