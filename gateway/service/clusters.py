@@ -183,18 +183,20 @@ class ClusterService:
     def held(self, identifier: str) -> ClusterAnswer | None:
         """The fresh answer this replica holds parsed, found without waiting; None: `get`
         must be awaited. A lookup found so is reported as `get` reports a hit."""
-        if self._near_limit == 0 or len(identifier) > MAX_IDENTIFIER_LENGTH:
-            return None
         key = self._prefix + identifier
         answer = self._near_answer(key)
         if answer is None:
             return None
         with self._observer.reading(self._store.kind) as read:
             read.found("hit")
+        self._hit(identifier, key, answer)
+        return answer
+
+    def _hit(self, identifier: str, key: str, answer: ClusterAnswer) -> None:
+        """A lookup answered from this replica or the cache: counted, refreshed ahead."""
         self.stats.hits += 1
         self._observer.looked_up("hit")
         self._refresh_ahead(identifier, key, answer)
-        return answer
 
     def _refresh_ahead(self, identifier: str, key: str, answer: ClusterAnswer) -> None:
         """Fetch a cluster again in the background when it is asked for near the end of its
@@ -242,9 +244,7 @@ class ClusterService:
         if not refresh:
             answer = await self._lookup(identifier, key)
             if answer is not None:
-                self.stats.hits += 1
-                self._observer.looked_up("hit")
-                self._refresh_ahead(identifier, key, answer)
+                self._hit(identifier, key, answer)
                 return answer
         flight = self._flights.get(key)
         if flight is None:

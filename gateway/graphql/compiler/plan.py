@@ -512,23 +512,21 @@ def _render(item: Complete, answer: ClusterAnswer, path: Path, run: Run) -> _Ren
         data = item(answer, path, run)
     except _Null:
         data, null = None, True
-    found = ages[first_age:]
+    # Taken back: the replay notes them, as for every later request (or, when the part
+    # cannot be kept, its completion again, as for a run without renderings).
+    found, noted = ages[first_age:], errors[first_error:]
+    del errors[first_error:]
+    del ages[first_age:]
     cut = cut_ages(orjson.dumps(data), found)
     if cut is None:
-        # Not kept: completed again as for a run without renderings, which notes anew.
-        del errors[first_error:]
-        del ages[first_age:]
         return None
     depth = len(path)
     rendering = _Rendering(
         parts=cut[0],
         age_keys=tuple(key for key, _, _ in found),
-        errors=tuple((error, tuple(error.path or ())[depth:]) for error in errors[first_error:]),
+        errors=tuple((error, tuple(error.path or ())[depth:]) for error in noted),
         null=null,
     )
-    # Noted again by the replay, as for every later request.
-    del errors[first_error:]
-    del ages[first_age:]
     derived = answer.derived
     if len(derived) >= MAX_RENDERINGS:
         derived.clear()
